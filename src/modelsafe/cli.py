@@ -1,0 +1,41 @@
+"""The ``modelsafe`` command line: one Typer app assembled from :mod:`modelsafe.commands`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import typer
+
+from modelsafe.commands.datasets import datasets
+from modelsafe.commands.demo import demo
+from modelsafe.commands.train import train
+from modelsafe.errors import ModelsafeError
+
+app = typer.Typer(name="modelsafe", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Test models the way an attacker would, and compress them so they stay hard to attack.")
+
+
+def _command(fn: Callable) -> None:
+    """Register ``fn``; bad input (ModelsafeError) becomes one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ModelsafeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; re-run the same command to resume from the last checkpoint", err=True)
+            raise typer.Exit(130) from None
+
+    app.command()(run)
+
+
+for _fn in (train, datasets, demo):
+    _command(_fn)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""CLI command implementations; :mod:`modelsafe.cli` assembles them into one Typer app."""

@@ -1,0 +1,41 @@
+"""Options shared by every command, including ``--config``: a YAML file whose keys are option names
+(``batch_size`` or ``batch-size``). Values given on the command line win over the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+
+def _load_config(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
+    if value is None:
+        return value
+    if not value.is_file():
+        raise typer.BadParameter(f"config file {value} does not exist")
+    try:
+        data = yaml.safe_load(value.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(f"config file {value} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"config file {value} must hold a mapping of option names to values")
+    known = {p.name for p in ctx.command.params}
+    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(normalised) - known)
+    if unknown:
+        raise typer.BadParameter(f"config file {value}: unknown option(s) {', '.join(unknown)}")
+    ctx.default_map = {**(ctx.default_map or {}), **normalised}
+    return value
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", help="YAML file of option values (command-line options override it).", is_eager=True,
+    callback=_load_config, exists=False)]
+SeedOpt = Annotated[int, typer.Option(help="Seed for every random choice (splits, init, shuffling, attacks).")]
+DeviceOpt = Annotated[str, typer.Option(help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+DataRootOpt = Annotated[Optional[str], typer.Option(help="Folder searched first for dataset files.")]
+DownloadOpt = Annotated[bool, typer.Option("--download/--no-download",
+                                           help="Download missing dataset files (checksums verified).")]

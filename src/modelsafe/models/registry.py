@@ -1,0 +1,83 @@
+"""Models by name, timm-style: ``create_model(name, num_classes, in_channels, image_size, width)``.
+
+Names with a ``timm:`` or ``torchvision:`` prefix go to :mod:`modelsafe.models.adapters` (the ``vision``
+extra); everything else is built here without torchvision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from modelsafe._checks import check_positive, check_positive_int
+from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.models.text import TextClassifier
+from modelsafe.models.vision import MLP, VGG, ResNet18, SmallCNN
+
+if TYPE_CHECKING:
+    from modelsafe.data.info import DatasetInfo
+
+Builder = Callable[..., nn.Module]
+
+_IMAGE_MODELS: dict[str, Builder] = {
+    "cnn": SmallCNN,
+    "mlp": MLP,
+    "vgg11": lambda *a, **k: VGG("vgg11", *a, **k),
+    "vgg16": lambda *a, **k: VGG("vgg16", *a, **k),
+    "resnet18": ResNet18,
+}
+_EXTERNAL_PREFIXES = ("timm:", "torchvision:")
+
+
+def list_models() -> list[str]:
+    """Built-in model names (external ``timm:<name>`` / ``torchvision:<name>`` are accepted too)."""
+    return sorted([*_IMAGE_MODELS, "text"])
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = 32,
+                 width: float = 1.0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 **kwargs) -> nn.Module:
+    """Build a randomly initialised classifier.
+
+    Image models take (N, in_channels, image_size, image_size) floats in [0, 1] and normalise them
+    internally with ``mean``/``std``; ``mlp`` with ``image_size=None`` takes (N, in_channels) features;
+    ``text`` takes (N, L) token ids and needs ``vocab_size=``. All return (N, num_classes) logits."""
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("in_channels", in_channels)
+    check_positive("width", width)
+    if name.startswith(_EXTERNAL_PREFIXES):
+        from modelsafe.models.adapters import create_external_model
+
+        return create_external_model(name, num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    if name == "text":
+        if "vocab_size" not in kwargs:
+            raise ModelsafeError("model 'text' needs vocab_size= (the dataset's vocabulary size)")
+        return TextClassifier(num_classes, width=width, **kwargs)
+    if name not in _IMAGE_MODELS:
+        raise UnknownNameError("model", name, [*list_models(), "timm:<name>", "torchvision:<name>"])
+    if image_size is None and name != "mlp":
+        raise ModelsafeError(f"model {name!r} needs image inputs; tabular data works with 'mlp'")
+    if image_size is not None:
+        check_positive_int("image_size", image_size)
+        if name == "cnn" and image_size < 4:
+            raise ModelsafeError(f"model 'cnn' needs image_size >= 4, got {image_size}")
+    return _IMAGE_MODELS[name](num_classes, in_channels, image_size, width=width, mean=mean, std=std, **kwargs)
+
+
+def create_model_for(name: str, info: DatasetInfo, width: float = 1.0, **kwargs) -> nn.Module:
+    """``create_model`` with the shapes and normalisation of a loaded dataset."""
+    if info.kind == "text":
+        if name != "text":
+            raise ModelsafeError(f"dataset {info.name!r} is text; use model 'text', not {name!r}")
+        return create_model("text", info.num_classes, width=width, vocab_size=info.vocab_size, **kwargs)
+    if info.kind == "tabular":
+        if name != "mlp":
+            raise ModelsafeError(f"dataset {info.name!r} is tabular; use model 'mlp', not {name!r}")
+        return create_model("mlp", info.num_classes, in_channels=info.input_shape[0], image_size=None,
+                            width=width, **kwargs)
+    if name == "text":
+        raise ModelsafeError(f"model 'text' needs a text dataset; {info.name!r} holds images")
+    channels, size = info.input_shape[0], info.input_shape[1]
+    return create_model(name, info.num_classes, in_channels=channels, image_size=size, width=width,
+                        mean=info.mean, std=info.std, **kwargs)

@@ -1,0 +1,105 @@
+"""Atomic writes: a file is written to a temporary sibling and moved into place, so readers never see a
+half-written result and an interrupted run leaves the previous version intact."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import torch
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` and then move ``tmp_path`` onto ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _jsonable(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    return write_text(path, json.dumps(data, indent=2, default=_jsonable, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: list[str] | None = None) -> Path:
+    rows = list(rows)
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
+def save_weights(path: str | os.PathLike, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> Path:
+    """Save a model's state dict as safetensors (tensors made contiguous, shared storage copied)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def load_weights(path: str | os.PathLike, model: torch.nn.Module, strict: bool = True) -> torch.nn.Module:
+    """Load safetensors weights into ``model`` (no pickle involved)."""
+    from safetensors.torch import load_file
+
+    from modelsafe.errors import ModelsafeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelsafeError(f"weights file {path} does not exist")
+    state = load_file(str(path))
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        raise ModelsafeError(f"weights in {path} do not fit the model: {exc}") from None
+    return model
+
+
+def markdown_table(rows: list[Mapping], columns: list[str] | None = None, floatfmt: str = ".4f") -> str:
+    """A GitHub-flavoured Markdown table of ``rows`` (floats formatted with ``floatfmt``)."""
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""Target models as runs: train one into a run folder (resumable), or load one back from its folder.
+
+The run folder's ``config.json`` records everything needed to rebuild the model and its data: dataset name,
+model name and width, split recipe and sizes, training settings and seed."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from modelsafe.data import Dataset, MembershipSplit, SplitSpec, load_dataset
+from modelsafe.models import create_model_for
+from modelsafe.report.run import RunFolder
+from modelsafe.training import TrainConfig, evaluate, fit
+from modelsafe.utils import resolve_device
+
+
+def train_target(dataset: str | Dataset, model: str, *, out: str | os.PathLike, split: SplitSpec | str = "small",
+                 train: TrainConfig | None = None, width: float = 1.0, seed: int = 0,
+                 device: str | torch.device | None = None, data_root: str | None = None, download: bool = False,
+                 overwrite: bool = False, progress: bool = True) -> dict:
+    """Train ``model`` on the members of a membership split of ``dataset`` and write a run folder at ``out``.
+
+    Re-running with the same arguments resumes from the last epoch's checkpoint. Returns the final metrics
+    (test and validation accuracy, train accuracy on the members, wall time)."""
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, root=data_root, download=download)
+    train = (train or TrainConfig()).validate()
+    split_obj = MembershipSplit.create(data, split, seed=seed)
+    config = {"kind": "train", "dataset": data.info.name, "model": model, "width": width, "seed": seed,
+              "split": asdict(split_obj.spec), "train": asdict(train)}
+    run = RunFolder(out)
+    resumed = run.start(config, overwrite=overwrite)
+    if resumed:
+        split_obj = run.load_split()  # the saved split is the truth for a resumed run
+    else:
+        run.save_split(split_obj)
+    net = init_model(model, data, width, seed)
+    dev = resolve_device(device)
+    pool = data.pool()
+    members = split_obj.data(data, "members", pool)
+    validation = split_obj.data(data, "validation", pool)
+    start = time.perf_counter()
+    history = fit(net, members, train, val_data=validation, seed=seed, device=dev, run_dir=run.path,
+                  progress=progress)
+    metrics = {
+        "test": evaluate(net, data.test, device=dev),
+        "validation": evaluate(net, validation, device=dev),
+        "members": evaluate(net, members, device=dev),
+        "history": history,
+        "seconds_this_session": time.perf_counter() - start,
+        "resumed": resumed,
+        "parameters": sum(p.numel() for p in net.parameters()),
+    }
+    run.save_weights(net)
+    run.save_metrics(metrics)
+    return metrics
+
+
+def init_model(model: str, data: Dataset, width: float, seed: int) -> nn.Module:
+    """A freshly initialised model. Module constructors draw from the global generator, so it is forked and
+    seeded here: the same seed gives the same weights, and the caller's global RNG state is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return create_model_for(model, data.info, width=width)
+
+
+def load_target(run_dir: str | os.PathLike, device: str | torch.device | None = None,
+                data_root: str | None = None) -> tuple[nn.Module, Dataset, MembershipSplit, dict]:
+    """Rebuild a trained target from its run folder: (model in eval mode, dataset, split, config)."""
+    run = RunFolder(run_dir)
+    config = run.config()
+    data = load_dataset(config["dataset"], root=data_root)
+    split = run.load_split()
+    split.check_dataset(data)
+    net = create_model_for(config["model"], data.info, width=config.get("width", 1.0))
+    run.load_weights(net)
+    net.to(resolve_device(device)).eval()
+    return net, data, split, config
+
+
+def default_run_dir(*parts: str) -> Path:
+    return Path("runs") / "-".join(str(p).replace("/", "_").replace(":", "_") for p in parts)

@@ -1,0 +1,315 @@
+"""The training loop every method shares: ``fit()``, ``evaluate()``, ``predict_logits()``.
+
+``fit`` is an ordinary PyTorch loop (forward, cross-entropy, backward, optimizer step, per-step LR schedule)
+with hooks for the things later methods add: masks (sparse training), defence losses (adversarial
+regularisation), private optimizers. It checkpoints into ``run_dir/checkpoint`` after every epoch and, when
+that folder already holds a checkpoint, resumes from it, so an interrupted run loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from modelsafe._checks import (check_choice, check_fraction, check_non_negative, check_positive,
+                               check_positive_int)
+from modelsafe.data.info import TensorData
+from modelsafe.errors import ModelsafeError
+from modelsafe.utils import derive_seed, make_generator, resolve_device
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "multistep", "constant")
+AUGMENTATIONS = ("none", "flip", "crop-flip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``schedule``: ``cosine`` (to 0 over all steps), ``multistep`` (×``gamma`` at
+    each fraction of training in ``milestones``) or ``constant``. ``augment`` applies to image batches:
+    ``flip`` (horizontal), ``crop-flip`` (4-px zero-padded random crop + flip)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    augment: str = "none"
+    label_smoothing: float = 0.0
+
+    def validate(self) -> TrainConfig:
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive("lr", self.lr)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_fraction("momentum", self.momentum, closed_high=False)
+        check_non_negative("weight_decay", self.weight_decay)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        for m in self.milestones:
+            check_fraction("milestones", m)
+        check_positive("gamma", self.gamma)
+        check_choice("augment", self.augment, AUGMENTATIONS)
+        check_fraction("label_smoothing", self.label_smoothing, closed_high=False)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ModelsafeError("nesterov=True needs optimizer='sgd' with momentum > 0")
+        return self
+
+
+@dataclass
+class TrainState:
+    """What callbacks see. ``step`` counts optimizer steps taken so far; ``epoch`` is 0-based."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0
+    epoch: int = 0
+    generator: torch.Generator | None = None
+    logs: dict = field(default_factory=dict)
+
+
+class Callback:
+    """Hooks into :func:`fit`. Override what you need; every hook defaults to doing nothing.
+
+    Order within one step: ``loss`` → backward → ``before_optimizer_step`` → ``optimizer.step()`` →
+    scheduler → ``after_optimizer_step``."""
+
+    def on_fit_start(self, state: TrainState) -> None:
+        """Called once, after the optimizer exists and before a checkpoint (if any) is restored."""
+
+    def loss(self, state: TrainState, inputs: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
+             loss: torch.Tensor) -> torch.Tensor:
+        """Return the loss to minimise (default: unchanged). Defences add their terms here."""
+        return loss
+
+    def before_optimizer_step(self, state: TrainState) -> None:
+        """Gradients are ready; edit them here (e.g. mask them)."""
+
+    def after_optimizer_step(self, state: TrainState) -> None:
+        """The step was taken; ``state.step`` already counts it."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """``state.logs`` holds the epoch's figures; add to it to have them in the history."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+    if config.schedule == "constant":
+        return 1.0
+    progress = step / max(1, total_steps)
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.gamma ** sum(progress >= m for m in config.milestones)
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Random flips / padded crops of an (N, C, H, W) batch, drawn from ``generator`` (on the CPU)."""
+    if kind == "none" or x.dim() != 4:
+        return x
+    n, _, h, w = x.shape
+    if kind == "crop-flip":
+        pad = 4
+        padded = F.pad(x, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, chans, rows, cols]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = None, *,
+        val_data: TensorData | None = None, callbacks: Sequence[Callback] = (), seed: int = 0,
+        device: str | torch.device | None = None, run_dir: str | os.PathLike | None = None,
+        optimizer_factory: Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer] | None = None,
+        progress: bool = True, **overrides) -> list[dict]:
+    """Train ``model`` on ``train_data`` and return the history (one dict per epoch).
+
+    ``config`` fields can also be passed as keywords (``fit(model, data, epochs=3, lr=0.1)``). With ``run_dir``
+    the state is checkpointed after each epoch and an existing checkpoint there is resumed (it must come from
+    the same config). Randomness (shuffling, augmentation) comes from ``seed`` only. The model is left in
+    eval mode."""
+    config = replace(config or TrainConfig(), **overrides).validate()
+    if len(train_data) == 0:
+        raise ModelsafeError("train_data is empty")
+    dev = resolve_device(device)
+    model.to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ModelsafeError("the model has no trainable parameters")
+    optimizer = (optimizer_factory or make_optimizer)(params, config)
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s, total_steps))
+    state = TrainState(model, optimizer, dev, total_steps, steps_per_epoch,
+                       generator=make_generator(derive_seed(seed, "fit-shuffle")))
+    for cb in callbacks:
+        cb.on_fit_start(state)
+
+    history: list[dict] = []
+    ckpt = Checkpointer(Path(run_dir) / "checkpoint") if run_dir is not None else None
+    fingerprint = {"config": asdict(config), "seed": seed, "n_train": len(train_data)}
+    if ckpt is not None and ckpt.exists():
+        history = ckpt.restore(state, scheduler, callbacks, fingerprint)
+
+    epochs = tqdm(range(state.epoch, config.epochs), desc="train", unit="epoch", disable=not progress,
+                  initial=state.epoch, total=config.epochs)
+    for epoch in epochs:
+        state.epoch = epoch
+        model.train()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        batches = tqdm(train_data.batches(config.batch_size, shuffle=True, generator=state.generator, device=dev),
+                       total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                       leave=False, disable=not progress)
+        for inputs, labels in batches:
+            inputs = augment_batch(inputs, config.augment, state.generator)
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            with torch.no_grad():
+                loss_sum += loss.detach() * labels.shape[0]
+                correct += (logits.argmax(1) == labels).sum()
+                seen += labels.shape[0]
+            for cb in callbacks:
+                loss = cb.loss(state, inputs, labels, logits, loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for cb in callbacks:
+                cb.before_optimizer_step(state)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            for cb in callbacks:
+                cb.after_optimizer_step(state)
+        train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):
+            raise ModelsafeError(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower the lr")
+        state.logs = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": float(correct) / seen,
+                      "lr": optimizer.param_groups[0]["lr"]}
+        if val_data is not None and len(val_data):
+            val = evaluate(model, val_data, batch_size=max(config.batch_size, 512), device=dev)
+            state.logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        history.append(dict(state.logs))
+        epochs.set_postfix({k: f"{v:.4f}" for k, v in state.logs.items() if k != "epoch" and isinstance(v, float)})
+        state.epoch = epoch + 1
+        if ckpt is not None:
+            ckpt.save(state, scheduler, callbacks, fingerprint, history)
+    model.eval()
+    return history
+
+
+class Checkpointer:
+    """Writes the whole training state into ``directory`` atomically: the new checkpoint is assembled in a
+    sibling folder and swapped in with renames, so a crash leaves either the old or the new one."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.old = directory.with_name(directory.name + ".old")
+
+    def exists(self) -> bool:
+        return (self.directory / "state.pt").is_file() or (self.old / "state.pt").is_file()
+
+    def save(self, state: TrainState, scheduler, callbacks: Sequence[Callback], fingerprint: dict,
+             history: list[dict]) -> None:
+        from modelsafe.report.io import save_weights
+
+        tmp = self.directory.with_name(self.directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_weights(tmp / "model.safetensors", state.model)
+        torch.save({
+            "fingerprint": fingerprint, "epoch": state.epoch, "step": state.step, "history": history,
+            "optimizer": state.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "generator": state.generator.get_state(),
+            "callbacks": [cb.state_dict() for cb in callbacks],
+        }, tmp / "state.pt")
+        if self.directory.exists():
+            shutil.rmtree(self.old, ignore_errors=True)
+            os.replace(self.directory, self.old)
+        os.replace(tmp, self.directory)
+        shutil.rmtree(self.old, ignore_errors=True)
+
+    def restore(self, state: TrainState, scheduler, callbacks: Sequence[Callback], fingerprint: dict) -> list[dict]:
+        from modelsafe.report.io import load_weights
+
+        directory = self.directory if (self.directory / "state.pt").is_file() else self.old
+        saved = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+        if saved["fingerprint"] != fingerprint:
+            raise ModelsafeError(f"checkpoint in {directory} comes from different training settings; "
+                                 "remove it or use another run folder")
+        if len(saved["callbacks"]) != len(callbacks):
+            raise ModelsafeError(f"checkpoint in {directory} was written with {len(saved['callbacks'])} callbacks, "
+                                 f"this run has {len(callbacks)}")
+        load_weights(directory / "model.safetensors", state.model)
+        state.optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state.generator.set_state(saved["generator"])
+        for cb, cb_state in zip(callbacks, saved["callbacks"]):
+            cb.load_state_dict(cb_state)
+        state.epoch, state.step = saved["epoch"], saved["step"]
+        return list(saved["history"])
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: TensorData | torch.Tensor, batch_size: int = 512,
+                   device: str | torch.device | None = None) -> torch.Tensor:
+    """Logits (N, C) on the CPU, computed in eval mode (the model's previous mode is restored)."""
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(data, torch.Tensor):
+            chunks = [model(data[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(data), batch_size)]
+        else:
+            chunks = [model(x).float().cpu() for x, _ in data.batches(batch_size, device=dev)]
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise ModelsafeError("no samples to predict")
+    return torch.cat(chunks)
+
+
+def evaluate(model: nn.Module, data: TensorData, batch_size: int = 512,
+             device: str | torch.device | None = None) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``data``."""
+    if len(data) == 0:
+        raise ModelsafeError("cannot evaluate on an empty dataset")
+    logits = predict_logits(model, data, batch_size, device)
+    return {"accuracy": float((logits.argmax(1) == data.y).float().mean()),
+            "loss": float(F.cross_entropy(logits, data.y)), "n": len(data)}
