@@ -23,15 +23,17 @@ from modelsafe.utils import resolve_device
 def train_target(dataset: str | Dataset, model: str, *, out: str | os.PathLike, split: SplitSpec | str = "small",
                  train: TrainConfig | None = None, width: float = 1.0, seed: int = 0,
                  device: str | torch.device | None = None, data_root: str | None = None, download: bool = False,
-                 overwrite: bool = False, progress: bool = True) -> dict:
+                 dataset_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Train ``model`` on the members of a membership split of ``dataset`` and write a run folder at ``out``.
 
     Re-running with the same arguments resumes from the last epoch's checkpoint. Returns the final metrics
     (test and validation accuracy, train accuracy on the members, wall time)."""
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, root=data_root, download=download)
+    dataset_options = dict(dataset_options or {})
+    data = (dataset if isinstance(dataset, Dataset)
+            else load_dataset(dataset, root=data_root, download=download, **dataset_options))
     train = (train or TrainConfig()).validate()
     split_obj = MembershipSplit.create(data, split, seed=seed)
-    config = {"kind": "train", "dataset": data.info.name, "model": model, "width": width, "seed": seed,
+    config = {"kind": "train", "dataset": data.info.name, "dataset_options": dataset_options, "model": model, "width": width, "seed": seed,
               "split": asdict(split_obj.spec), "train": asdict(train)}
     run = RunFolder(out)
     resumed = run.start(config, overwrite=overwrite)
@@ -74,7 +76,7 @@ def load_target(run_dir: str | os.PathLike, device: str | torch.device | None = 
     """Rebuild a trained target from its run folder: (model in eval mode, dataset, split, config)."""
     run = RunFolder(run_dir)
     config = run.config()
-    data = load_dataset(config["dataset"], root=data_root)
+    data = load_dataset(config["dataset"], root=data_root, **config.get("dataset_options", {}))
     split = run.load_split()
     split.check_dataset(data)
     net = create_model_for(config["model"], data.info, width=config.get("width", 1.0))

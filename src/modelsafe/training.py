@@ -74,6 +74,7 @@ class TrainState:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
+    config: TrainConfig
     device: torch.device
     total_steps: int
     steps_per_epoch: int
@@ -174,7 +175,7 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s, total_steps))
-    state = TrainState(model, optimizer, dev, total_steps, steps_per_epoch,
+    state = TrainState(model, optimizer, config, dev, total_steps, steps_per_epoch,
                        generator=make_generator(derive_seed(seed, "fit-shuffle")))
     for cb in callbacks:
         cb.on_fit_start(state)

@@ -39,3 +39,17 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Sho
 DataRootOpt = Annotated[Optional[str], typer.Option(help="Folder searched first for dataset files.")]
 DownloadOpt = Annotated[bool, typer.Option("--download/--no-download",
                                            help="Download missing dataset files (checksums verified).")]
+DatasetOptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--dataset-option", help="Dataset loader option KEY=VALUE (repeatable; VALUE is parsed as YAML), e.g. "
+                             "--dataset-option test_fraction=0.3.")]
+
+
+def parse_key_values(items: Optional[list[str]]) -> dict:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out

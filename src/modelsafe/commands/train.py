@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from modelsafe.commands._options import (ConfigOpt, DataRootOpt, DeviceOpt, DownloadOpt, ProgressOpt,
-                                         SeedOpt)
+from modelsafe.commands._options import (ConfigOpt, DataRootOpt, DatasetOptionOpt, DeviceOpt, DownloadOpt,
+                                         ProgressOpt, SeedOpt, parse_key_values)
 from modelsafe.data.split import get_recipe
 from modelsafe.targets import default_run_dir, train_target
 from modelsafe.training import TrainConfig
@@ -35,6 +35,7 @@ def train(
     device: DeviceOpt = "auto",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
+    dataset_option: DatasetOptionOpt = None,
     progress: ProgressOpt = True,
     config: ConfigOpt = None,
 ) -> None:
@@ -46,7 +47,8 @@ def train(
                       weight_decay=weight_decay, schedule=schedule, augment=augment).validate()
     out = out or str(default_run_dir(dataset, model, f"s{seed}"))
     metrics = train_target(dataset, model, out=out, split=spec, train=cfg, width=width, seed=seed, device=device,
-                           data_root=data_root, download=download, overwrite=overwrite, progress=progress)
+                           data_root=data_root, download=download,
+                           dataset_options=parse_key_values(dataset_option), overwrite=overwrite, progress=progress)
     typer.echo(f"run folder: {out}" + (" (resumed)" if metrics["resumed"] else ""))
     typer.echo(f"test accuracy {metrics['test']['accuracy']:.4f} | validation accuracy "
                f"{metrics['validation']['accuracy']:.4f} | member (train) accuracy {metrics['members']['accuracy']:.4f}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelsafe.data.info import Dataset
-from modelsafe.errors import UnknownNameError
+from modelsafe.errors import ModelsafeError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,12 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     where modelsafe looked."""
     if name not in _REGISTRY:
         raise UnknownNameError("dataset", name, list(_REGISTRY))
-    return _REGISTRY[name].loader(root, download, **options)
+    try:
+        return _REGISTRY[name].loader(root, download, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise ModelsafeError(f"dataset {name!r} does not take that option: {exc}") from None
 
 
 @register_dataset("fashion-mnist", "Zalando Fashion-MNIST, 28x28 grey, 10 classes (IDX files)")
@@ -64,3 +69,57 @@ def _digits(root, download, **options) -> Dataset:
     from modelsafe.data.digits import load_digits_dataset
 
     return load_digits_dataset(**options)
+
+
+@register_dataset("cifar10", "CIFAR-10, 32x32 RGB, 10 classes (python pickle batches or cifar-10-python.tar.gz)")
+def _cifar10(root, download, **options) -> Dataset:
+    from modelsafe.data.cifar import load_cifar
+
+    return load_cifar("cifar10", root, download, **options)
+
+
+@register_dataset("cifar100", "CIFAR-100, 32x32 RGB, 100 fine classes (python pickles or cifar-100-python.tar.gz)")
+def _cifar100(root, download, **options) -> Dataset:
+    from modelsafe.data.cifar import load_cifar
+
+    return load_cifar("cifar100", root, download, **options)
+
+
+@register_dataset("purchase100", "Purchase-100 MIA benchmark, 600 binary features, 100 classes (seeded 80/20 split)")
+def _purchase100(root, download, **options) -> Dataset:
+    del download  # no checksummed official source
+    from modelsafe.data.tabular import load_tabular
+
+    return load_tabular("purchase100", root, **options)
+
+
+@register_dataset("texas100", "Texas-100 MIA benchmark, 6169 binary features, 100 classes (seeded 80/20 split)")
+def _texas100(root, download, **options) -> Dataset:
+    del download  # no checksummed official source
+    from modelsafe.data.tabular import load_tabular
+
+    return load_tabular("texas100", root, **options)
+
+
+@register_dataset("tiny-imagenet", "Tiny-ImageNet, 64x64 RGB, 200 classes (train / official val as test)")
+def _tiny_imagenet(root, download, **options) -> Dataset:
+    from modelsafe.data.tiny_imagenet import load_tiny_imagenet
+
+    return load_tiny_imagenet(root, download, **options)
+
+
+@register_dataset("imagenet-compatible",
+                  "ImageNet-class images + labels CSV (NIPS-2017 dev-set layout), test split only")
+def _imagenet_compatible(root, download, **options) -> Dataset:
+    del download  # a local folder by nature
+    from modelsafe.data.imagefolder import load_imagenet_compatible
+
+    return load_imagenet_compatible(root, **options)
+
+
+@register_dataset("text", "text classification from CSV/JSONL (text, label columns), token ids, train-only vocab")
+def _text(root, download, **options) -> Dataset:
+    del download  # a local file by nature
+    from modelsafe.data.text import load_text
+
+    return load_text(root, **options)

@@ -103,6 +103,9 @@ class MembershipSplit:
     @classmethod
     def from_sizes(cls, dataset: str, num_train: int, num_test: int, spec: SplitSpec, seed: int = 0) -> MembershipSplit:
         _check_spec(spec)
+        if num_train == 0:
+            raise ModelsafeError(f"dataset {dataset!r} has no training samples, so it cannot be split into members "
+                                 "and non-members (it is an evaluation-only set)")
         spec = _absolute(spec, num_train, num_test)
         gen = make_generator(derive_seed(seed, "membership-split"))
         train_order = torch.randperm(num_train, generator=gen)

@@ -35,12 +35,13 @@ def list_models() -> list[str]:
     return sorted([*_IMAGE_MODELS, "text"])
 
 
-def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = 32,
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
                  width: float = 1.0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  **kwargs) -> nn.Module:
     """Build a randomly initialised classifier.
 
-    Image models take (N, in_channels, image_size, image_size) floats in [0, 1] and normalise them
+    Image models take (N, in_channels, image_size, image_size) floats in [0, 1] (``image_size`` defaults to
+    32 for built-in models and to the native size for ``timm:``/``torchvision:`` ones) and normalise them
     internally with ``mean``/``std``; ``mlp`` with ``image_size=None`` takes (N, in_channels) features;
     ``text`` takes (N, L) token ids and needs ``vocab_size=``. All return (N, num_classes) logits."""
     check_positive_int("num_classes", num_classes)
@@ -57,7 +58,7 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
     if name not in _IMAGE_MODELS:
         raise UnknownNameError("model", name, [*list_models(), "timm:<name>", "torchvision:<name>"])
     if image_size is None and name != "mlp":
-        raise ModelsafeError(f"model {name!r} needs image inputs; tabular data works with 'mlp'")
+        image_size = 32
     if image_size is not None:
         check_positive_int("image_size", image_size)
         if name == "cnn" and image_size < 4:
@@ -79,5 +80,7 @@ def create_model_for(name: str, info: DatasetInfo, width: float = 1.0, **kwargs)
     if name == "text":
         raise ModelsafeError(f"model 'text' needs a text dataset; {info.name!r} holds images")
     channels, size = info.input_shape[0], info.input_shape[1]
+    if name.startswith(_EXTERNAL_PREFIXES):  # the dataset's images are resized to the model's native size
+        return create_model(name, info.num_classes, in_channels=channels, **kwargs)
     return create_model(name, info.num_classes, in_channels=channels, image_size=size, width=width,
                         mean=info.mean, std=info.std, **kwargs)

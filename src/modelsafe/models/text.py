@@ -20,7 +20,7 @@ class TextClassifier(nn.Module):
         dim = scaled(width, embed_dim)
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
         hidden = scaled(width, 128)
-        self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
+        self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = (tokens != 0).unsqueeze(-1).to(self.embedding.weight.dtype)

@@ -24,12 +24,12 @@ class SmallCNN(nn.Module):
         c1, c2, hidden = scaled(width, 32), scaled(width, 64), scaled(width, 128)
         self.normalize = Normalize(*channel_stats(mean, std, in_channels))
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         )
         side = image_size // 4
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
+            nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ class MLP(nn.Module):
             in_features = in_channels * image_size * image_size
         layers: list[nn.Module] = [nn.Flatten()]
         for h in hidden:
-            layers += [nn.Linear(in_features, scaled(width, h)), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(in_features, scaled(width, h)), nn.ReLU()]
             in_features = scaled(width, h)
         layers.append(nn.Linear(in_features, num_classes))
         self.classifier = nn.Sequential(*layers)
@@ -84,7 +84,7 @@ class VGG(nn.Module):
                     side //= 2
                 continue
             out = scaled(width, int(item))
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
             channels = out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
@@ -121,7 +121,7 @@ class ResNet18(nn.Module):
         self.normalize = Normalize(*channel_stats(mean, std, in_channels))
         widths = [scaled(width, c) for c in (64, 128, 256, 512)]
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
         stages, cin = [], widths[0]
         for i, cout in enumerate(widths):
             stride = 1 if i == 0 else 2
