@@ -1,0 +1,150 @@
+"""Membership-inference attacks on a Fashion-MNIST CNN trained on a small member set (so it overfits), and the
+speed of the white-box features' per-sample gradients (torch.func vmap vs per-sample loops).
+
+    python benchmarks/mia.py                              # the tables in docs/privacy.md (~25 min on 2 cores)
+    python benchmarks/mia.py --members 500 --epochs 10 --reference-models 2 --attack-epochs 20   # a quick look
+
+Protocol (SafeCompress, papers.md A6): attacks are fitted on ``known`` members vs ``reference`` non-members and
+evaluated on held-out members vs 5,000 held-out non-members (so that TPR at 0.1% FPR is resolvable); shadow,
+LiRA and RMIA share reference models trained like the target on population data. Writes the audit report
+(report.md, ROC plots, per-sample scores) and results.json to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
+from modelsafe.privacy import audit, create_mia, last_weight_names, per_sample_grads, per_sample_grads_loop
+from modelsafe.privacy.references import FitTrainer
+from modelsafe.privacy.report_writer import write_audit_report
+from modelsafe.report.io import write_json
+from modelsafe.targets import init_model
+from modelsafe.training import TrainConfig, evaluate, fit
+
+
+def attack_list(epochs: int) -> list:
+    learned = {"epochs": epochs}
+    return [
+        "correctness", "confidence", "entropy", "modified-entropy", "loss",
+        create_mia("loss", per_class=True), create_mia("modified-entropy", per_class=True),
+        create_mia("blackbox-nn", **learned), create_mia("blackbox-nn", prediction="logits", **learned),
+        create_mia("whitebox", **learned),
+        create_mia("shadow", **learned), create_mia("shadow", attack_model="per-class", **learned),
+        create_mia("lira"), create_mia("lira", fixed_variance=False), create_mia("rmia"),
+        create_mia("blackbox-nn", select_on="eval", **learned),  # the official code's optimistic epoch choice
+    ]
+
+
+def grad_speed(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> dict:
+    """Seconds per sample for the white-box gradient feature of ``model``'s last layer: torch.func vmap, a
+    per-sample forward+grad loop, and the official code's loop (one batched forward, then one full backward
+    per sample with retain_graph, papers.md A4.6)."""
+    names = last_weight_names(model)
+    weight = dict(model.named_parameters())[names[0]]
+
+    def vmap_run():
+        per_sample_grads(model, x, y, names)
+
+    def loop_run():
+        per_sample_grads_loop(model, x, y, names)
+
+    def official_run():
+        losses = F.cross_entropy(model(x), y, reduction="none")
+        rows = []
+        for i in range(x.shape[0]):
+            model.zero_grad(set_to_none=True)
+            losses[i].backward(retain_graph=True)
+            rows.append(weight.grad.clone())
+        return torch.stack(rows)
+
+    out = {}
+    model.eval()
+    vmap_run()  # warm-up (torch.func traces once)
+    for name, fn in (("vmap", vmap_run), ("loop", loop_run), ("official", official_run)):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        out[name] = min(times) / x.shape[0]
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--members", type=int, default=1000, help="target training-set size")
+    p.add_argument("--epochs", type=int, default=60, help="target (and reference model) training epochs")
+    p.add_argument("--reference-models", type=int, default=4)
+    p.add_argument("--attack-epochs", type=int, default=100, help="epochs of the learned attack models")
+    p.add_argument("--eval-nonmembers", type=int, default=5000)
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--grad-batch", type=int, default=128, help="samples in the gradient-speed measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/bench-mia")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args()
+
+    data = load_dataset("fashion-mnist")
+    half = args.members // 2
+    spec = SplitSpec(members=args.members, validation=1000, known_fraction=0.5, nonmember_source="train",
+                     reference=half, eval_nonmembers=args.eval_nonmembers, population=4 * args.members)
+    split = MembershipSplit.create(data, spec, seed=args.seed)
+    train = TrainConfig(epochs=args.epochs, lr=0.05, batch_size=128)
+    model = init_model("cnn", data, 1.0, args.seed)
+    start = time.perf_counter()
+    fit(model, split.data(data, "members"), train, seed=args.seed, device=args.device, progress=args.progress)
+    target_seconds = time.perf_counter() - start
+    task = {"members": evaluate(model, split.data(data, "members"), device=args.device)["accuracy"],
+            "test": evaluate(model, data.test, device=args.device)["accuracy"]}
+    print(f"target: cnn on {args.members} members, {args.epochs} epochs ({target_seconds:.0f} s); "
+          f"member accuracy {task['members']:.4f}, test accuracy {task['test']:.4f}")
+
+    out = Path(args.out)
+    reports = audit(model, data, split, attack_list(args.attack_epochs),
+                    model_factory=lambda s: init_model("cnn", data, 1.0, s),
+                    trainer=FitTrainer(train, device=args.device), num_reference_models=args.reference_models,
+                    n_bootstrap=args.bootstrap, out_dir=out, device=args.device, seed=args.seed,
+                    progress=args.progress)
+    ref_seconds = reports["lira"].details.get("reference_seconds")
+
+    print(f"\n{len(reports['loss'].scores)} evaluation samples: {reports['loss'].n_members} members, "
+          f"{reports['loss'].n_nonmembers} non-members; {args.reference_models} reference models "
+          f"({ref_seconds:.0f} s to train, shared by shadow/lira/rmia and not in their seconds)\n")
+    print("| attack | balanced acc | AUC [95% CI] | TPR@1% FPR | TPR@0.1% FPR | seconds |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for name, r in reports.items():
+        lo, hi = r.intervals.get("auc", (float("nan"), float("nan")))
+        print(f"| {name} | {r.accuracy:.3f} | {r.auc:.3f} [{lo:.3f}, {hi:.3f}] | {r.tpr_at_fpr[0.01]:.3f} | "
+              f"{r.tpr_at_fpr[0.001]:.3f} | {r.seconds:.1f} |")
+        rows.append(r.summary())
+
+    x = split.data(data, "eval_members").subset(range(args.grad_batch))
+    speed = grad_speed(model, x.features().to(args.device), x.y.to(args.device))
+    print(f"\nwhite-box per-sample gradients (cnn last layer, {args.grad_batch} samples, "
+          f"{torch.get_num_threads()} threads):")
+    print(f"  torch.func vmap        {1e3 * speed['vmap']:.3f} ms/sample")
+    print(f"  per-sample loop        {1e3 * speed['loop']:.3f} ms/sample  -> vmap is {speed['loop'] / speed['vmap']:.1f}x "
+          "faster")
+    print(f"  official-code loop     {1e3 * speed['official']:.3f} ms/sample  -> vmap is "
+          f"{speed['official'] / speed['vmap']:.1f}x faster")
+
+    context = {"dataset": "fashion-mnist", "model": "cnn", "members": args.members, "epochs": args.epochs,
+               "member accuracy": task["members"], "test accuracy": task["test"],
+               "reference models": args.reference_models, "reference training seconds": ref_seconds}
+    write_audit_report(reports, out, title="Membership-inference benchmark: Fashion-MNIST CNN", context=context)
+    write_json(out / "results.json", {"args": vars(args), "task": task, "target_seconds": target_seconds,
+                                      "reference_seconds": ref_seconds, "attacks": rows, "grad_speed": speed})
+    print(f"\nreport: {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""``audit(model, dataset, split, attacks)``: run several attacks on one target with the SafeCompress protocol.
+
+Every attack is fitted on the split's ``attack_known_members`` vs ``attack_reference`` (non-members the attacker
+knows) and evaluated on the disjoint, held-out ``eval_members`` vs ``eval_nonmembers``. Shadow, LiRA and RMIA
+share one set of reference models trained on the split's ``population`` (cached in ``out_dir`` when given)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modelsafe._checks import check_positive_int
+from modelsafe.data.info import Dataset
+from modelsafe.data.split import MembershipSplit
+from modelsafe.errors import ModelsafeError
+from modelsafe.privacy.base import MembershipAttack
+from modelsafe.privacy.learned import LearnedAttack
+from modelsafe.privacy.references import (
+    FitTrainer,
+    ModelFactory,
+    ReferenceModels,
+    Trainer,
+    UsesReferenceModels,
+    trainer_fingerprint,
+)
+from modelsafe.privacy.registry import create_mia
+from modelsafe.privacy.report import MIAReport
+from modelsafe.utils import derive_seed, resolve_device
+
+DEFAULT_ATTACKS: tuple[str, ...] = ("correctness", "confidence", "entropy", "modified-entropy", "loss", "blackbox-nn",
+                                    "whitebox")
+
+
+def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
+          attacks: Sequence[str | MembershipAttack] = DEFAULT_ATTACKS, *, options: dict[str, dict] | None = None,
+          model_factory: ModelFactory | None = None, trainer: Trainer | None = None,
+          references: ReferenceModels | None = None, num_reference_models: int = 4,
+          reference_train_size: int | None = None, n_bootstrap: int = 1000, out_dir: str | os.PathLike | None = None,
+          device: str | torch.device | None = None, seed: int = 0, progress: bool = True) -> dict[str, MIAReport]:
+    """Attack ``model`` (trained on ``split``'s members of ``dataset``) with each of ``attacks`` and return
+    {attack label: report}.
+
+    ``attacks``: registered names (see ``list_mias()``) or ready :class:`MembershipAttack` objects;
+    ``options[name]``: keyword options for the attack created from ``name``. Reference-model attacks
+    (``shadow``, ``lira``, ``rmia``) given by name share ``references``, or models trained here from
+    ``model_factory(seed)`` with ``trainer`` (default :class:`FitTrainer`) on random ``reference_train_size``
+    (default: the target's member count, at most half the population) samples of the population. With
+    ``out_dir`` each report's scores are saved there (``scores/``) and reference models cached
+    (``references/``); call :func:`write_audit_report` for the Markdown report."""
+    check_positive_int("num_reference_models", num_reference_models)
+    split.check_dataset(dataset)
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    options = dict(options or {})
+    pool = dataset.pool()
+    known_m = split.data(dataset, "attack_known_members", pool)
+    known_u = split.data(dataset, "attack_reference", pool)
+    eval_m = split.data(dataset, "eval_members", pool)
+    eval_u = split.data(dataset, "eval_nonmembers", pool)
+    sample_ids = np.concatenate([split["eval_members"].numpy(), split["eval_nonmembers"].numpy()])
+
+    built: list[MembershipAttack] = []
+    for spec in attacks:
+        if isinstance(spec, MembershipAttack):
+            built.append(spec)
+        elif isinstance(spec, str):
+            opts = {"seed": derive_seed(seed, "audit", spec), "device": dev, "progress": progress, **options.get(spec, {})}
+            built.append(create_mia(spec, **opts))
+        else:
+            raise ModelsafeError(f"attacks must be names or MembershipAttack objects, got {type(spec).__name__}")
+    unused = set(options) - {s for s in attacks if isinstance(s, str)}
+    if unused:
+        raise ModelsafeError(f"options given for attacks that are not run: {', '.join(sorted(unused))}")
+
+    needs_refs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None
+                  and a.population is None]
+    if needs_refs:
+        refs = references or _reference_models(dataset, split, pool, model_factory, trainer, num_reference_models,
+                                               reference_train_size, out_dir, dev, seed, progress)
+        for attack in needs_refs:
+            attack.references = refs
+
+    reports: dict[str, MIAReport] = {}
+    for attack in tqdm(built, desc="audit", unit="attack", disable=not progress):
+        if isinstance(attack, LearnedAttack) and attack.select_on == "eval":
+            attack.fit(model, known_m, known_u, eval_members=eval_m, eval_nonmembers=eval_u)
+        else:
+            attack.fit(model, known_m, known_u)
+        report = attack.evaluate(model, eval_m, eval_u, n_bootstrap=n_bootstrap, sample_ids=sample_ids)
+        key, i = report.attack, 2
+        while key in reports:
+            key, i = f"{report.attack} #{i}", i + 1
+        report.attack = key
+        reports[key] = report
+        if out_dir is not None:
+            report.save(Path(out_dir) / "scores")
+    return reports
+
+
+def _reference_models(dataset: Dataset, split: MembershipSplit, pool, model_factory: ModelFactory | None,
+                      trainer: Trainer | None, num_models: int, train_size: int | None,
+                      out_dir: str | os.PathLike | None, device: torch.device, seed: int,
+                      progress: bool) -> ReferenceModels:
+    population_ids = split["population"]
+    if population_ids.numel() < 2:
+        raise ModelsafeError("shadow/lira/rmia need population data the target never saw, but this split has none; "
+                             "use a split with population > 0 (e.g. the 'small' recipe)")
+    if model_factory is None:
+        raise ModelsafeError("shadow/lira/rmia train reference models: pass model_factory= (seed -> fresh model of "
+                             "the target's architecture)")
+    population = split.data(dataset, "population", pool)
+    if train_size is None:
+        train_size = min(int(split["members"].numel()), len(population) // 2)
+    trainer = trainer or FitTrainer(device=device)
+    fingerprint = {"seed": seed, "num_models": num_models, "train_size": train_size,
+                   "trainer": trainer_fingerprint(trainer),
+                   "population": hashlib.sha256(population_ids.numpy().tobytes()).hexdigest()}
+    cache = Path(out_dir) / "references" if out_dir is not None else None
+    refs = ReferenceModels.load(cache, population, model_factory, fingerprint) if cache is not None else None
+    if refs is not None:
+        for m in refs.models:
+            m.to(device)
+        return refs
+    refs = ReferenceModels.train(population, model_factory, trainer, num_models=num_models, train_size=train_size,
+                                 seed=derive_seed(seed, "audit-references"), progress=progress)
+    if cache is not None:
+        refs.save(cache, fingerprint)
+    return refs

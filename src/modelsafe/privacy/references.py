@@ -1,0 +1,176 @@
+"""Reference (a.k.a. shadow) models: k models like the target, each trained on a random subset of population
+data the target never saw. The shadow attack trains its attack model on them (in = their training subset,
+out = the rest); LiRA and RMIA use them as "OUT" models. One :class:`ReferenceModels` can serve all three."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modelsafe._checks import check_positive_int
+from modelsafe.data.info import TensorData
+from modelsafe.errors import ModelsafeError
+from modelsafe.privacy.inputs import Samples, as_samples, model_device, target_logits
+from modelsafe.report.io import load_weights, save_weights, write_json
+from modelsafe.training import TrainConfig, fit
+from modelsafe.utils import derive_seed, make_generator
+
+ModelFactory = Callable[[int], nn.Module]
+"""``factory(seed)`` returns a freshly initialised model of the target's architecture (deterministic in seed),
+e.g. ``lambda s: modelsafe.targets.init_model("cnn", dataset, 1.0, s)``."""
+
+
+@dataclass(frozen=True)
+class FitTrainer:
+    """Trains a reference model with :func:`modelsafe.training.fit` (give it the target's training settings)."""
+
+    config: TrainConfig = field(default_factory=TrainConfig)
+    device: str | torch.device | None = None
+
+    def __call__(self, model: nn.Module, data: TensorData, seed: int) -> None:
+        fit(model, data, self.config, seed=seed, device=self.device, progress=False)
+
+
+Trainer = Callable[[nn.Module, TensorData, int], None]
+"""``trainer(model, data, seed)`` trains ``model`` in place on ``data``; :class:`FitTrainer` is the default."""
+
+
+@dataclass
+class ReferenceModels:
+    """``models[j]`` was trained on ``population.subset(in_masks[j].nonzero())``; ``in_masks`` is (k, N) bool.
+    ``train_seconds``: how long training them took (None when loaded from disk)."""
+
+    models: list[nn.Module]
+    population: TensorData
+    in_masks: torch.Tensor
+    train_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ModelsafeError("need at least one reference model")
+        if tuple(self.in_masks.shape) != (len(self.models), len(self.population)):
+            raise ModelsafeError(f"in_masks must have shape ({len(self.models)}, {len(self.population)}), got "
+                                 f"{tuple(self.in_masks.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @classmethod
+    def train(cls, population: Samples, model_factory: ModelFactory, trainer: Trainer | None = None, *,
+              num_models: int = 4, train_size: int | None = None, seed: int = 0,
+              progress: bool = False) -> ReferenceModels:
+        """Train ``num_models`` models, each on its own random ``train_size`` samples of ``population``
+        (default: half of it, as in LiRA/RMIA). Model j is built by ``model_factory(seed_j)``."""
+        population = as_samples(population, "population")
+        check_positive_int("num_models", num_models)
+        n = len(population)
+        train_size = n // 2 if train_size is None else train_size
+        if not isinstance(train_size, int) or not 1 <= train_size < n:
+            raise ModelsafeError(f"reference train_size must be an integer in [1, {n - 1}] (population has {n} "
+                                 f"samples), got {train_size!r}")
+        trainer = trainer or FitTrainer()
+        start = time.perf_counter()
+        gen = make_generator(derive_seed(seed, "reference-subsets"))
+        models, masks = [], torch.zeros(num_models, n, dtype=torch.bool)
+        for j in tqdm(range(num_models), desc="reference models", unit="model", disable=not progress):
+            idx = torch.randperm(n, generator=gen)[:train_size]
+            masks[j, idx] = True
+            model = model_factory(derive_seed(seed, "reference-init", j))
+            trainer(model, population.subset(idx), derive_seed(seed, "reference-train", j))
+            models.append(model.eval())
+        return cls(models, population, masks, time.perf_counter() - start)
+
+    def logits(self, data: TensorData, what: str, batch_size: int = 512,
+               device: torch.device | None = None) -> torch.Tensor:
+        """(k, N, C) logits of every reference model on ``data``."""
+        return torch.stack([target_logits(m, data, f"{what} (reference model {j})", batch_size=batch_size,
+                                          device=device) for j, m in enumerate(self.models)])
+
+    def save(self, directory: str | os.PathLike, fingerprint: dict | None = None) -> Path:
+        """``ref-<j>.safetensors`` per model and ``references.json`` (in-indices and ``fingerprint``, e.g. the
+        settings that produced them, checked by :meth:`load`)."""
+        directory = Path(directory)
+        for j, model in enumerate(self.models):
+            save_weights(directory / f"ref-{j}.safetensors", model)
+        return write_json(directory / "references.json", {
+            "num_models": len(self.models), "fingerprint": fingerprint or {},
+            "in_indices": [m.nonzero().squeeze(1).tolist() for m in self.in_masks]})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, population: Samples, model_factory: ModelFactory,
+             fingerprint: dict | None = None) -> ReferenceModels | None:
+        """Models saved by :meth:`save` with the same ``fingerprint``; None when there are none (or they were
+        made with other settings)."""
+        directory = Path(directory)
+        meta_path = directory / "references.json"
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") != json.loads(json.dumps(fingerprint or {})):
+            return None
+        population = as_samples(population, "population")
+        masks = torch.zeros(meta["num_models"], len(population), dtype=torch.bool)
+        models = []
+        for j, idx in enumerate(meta["in_indices"]):
+            masks[j, torch.tensor(idx, dtype=torch.long)] = True
+            models.append(load_weights(directory / f"ref-{j}.safetensors", model_factory(0)).eval())
+        return cls(models, population, masks)
+
+
+def trainer_fingerprint(trainer: Trainer) -> dict:
+    """A JSON-able description of a :class:`FitTrainer` (other trainers: their repr)."""
+    if isinstance(trainer, FitTrainer):
+        return {"fit": asdict(trainer.config)}
+    return {"trainer": repr(trainer)}
+
+
+class UsesReferenceModels:
+    """Options shared by the attacks built on reference models: either ready ``references``, or what is needed
+    to train them at fit time (``population``, ``model_factory``, optional ``trainer``, ``num_models``,
+    ``train_size``)."""
+
+    def _init_references(self, references: ReferenceModels | None, population: Samples | None,
+                         model_factory: ModelFactory | None, trainer: Trainer | None, num_models: int,
+                         train_size: int | None) -> None:
+        self.references = references
+        self.population = population
+        self.model_factory = model_factory
+        self.trainer = trainer
+        self.num_models = check_positive_int("num_models", num_models)
+        self.train_size = train_size
+
+    def reference_details(self) -> dict:
+        refs = self.references
+        return {"num_models": len(refs) if refs is not None else self.num_models,
+                "reference_seconds": refs.train_seconds if refs is not None else None}
+
+    def reference_models(self) -> ReferenceModels:
+        """The reference models, trained now (once) if they were not given."""
+        if self.references is None:
+            if self.population is None or self.model_factory is None:
+                raise ModelsafeError(f"attack {self.name!r} needs reference models: pass references=, or "
+                                     "population= and model_factory= to train them")
+            self.references = ReferenceModels.train(self.population, self.model_factory, self.trainer,
+                                                    num_models=self.num_models, train_size=self.train_size,
+                                                    seed=derive_seed(self.seed, self.name, "references"),
+                                                    progress=self.progress)
+        return self.references
+
+    def target_and_reference_logits(self, target: nn.Module, data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the target (N, C) and of each reference model (k, N, C) on ``data``."""
+        dev = model_device(target, self.device)
+        logits = target_logits(target, data, what, batch_size=self.inference_batch_size, device=dev)
+        self._check_classes(logits.shape[1])
+        self.num_classes_ = logits.shape[1]
+        refs = self.reference_models().logits(data, what, self.inference_batch_size, dev)
+        if refs.shape[2] != logits.shape[1]:
+            raise ModelsafeError(f"reference models output {refs.shape[2]} classes, the target {logits.shape[1]}")
+        return logits, refs

@@ -1,0 +1,62 @@
+"""Attacks by name: ``create_mia(name, **options)`` and ``list_mias()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from modelsafe.errors import UnknownNameError
+from modelsafe.privacy.base import MembershipAttack
+from modelsafe.privacy.learned import BlackBoxNNAttack, WhiteBoxAttack
+from modelsafe.privacy.lira import LiRAAttack
+from modelsafe.privacy.metric_attacks import SIGNALS, MetricAttack
+from modelsafe.privacy.rmia import RMIAAttack
+from modelsafe.privacy.shadow import ShadowAttack
+
+
+@dataclass(frozen=True)
+class MIAEntry:
+    name: str
+    family: str  # "metric", "learned", "shadow" or "reference"
+    description: str
+    factory: Callable[..., MembershipAttack]
+
+    @property
+    def needs_references(self) -> bool:
+        """Whether the attack trains (or needs) reference/shadow models on population data."""
+        return self.family in ("shadow", "reference")
+
+
+_REGISTRY: dict[str, MIAEntry] = {}
+
+
+def register_mia(name: str, family: str, description: str, factory: Callable[..., MembershipAttack]) -> None:
+    _REGISTRY[name] = MIAEntry(name, family, description, factory)
+
+
+for _signal, (_, _text) in SIGNALS.items():
+    register_mia(_signal, "metric", f"threshold on {_text}; global or per_class=True",
+                 lambda _s=_signal, **options: MetricAttack(_s, **options))
+register_mia("blackbox-nn", "learned", "Nasr/SafeCompress attack net on output + ±1 label", BlackBoxNNAttack)
+register_mia("whitebox", "learned", "SafeCompress WMIA: logits, loss, label, last-layer per-sample gradients",
+             WhiteBoxAttack)
+register_mia("shadow", "shadow", "Shokri shadow models; global or per-class attack model", ShadowAttack)
+register_mia("lira", "reference", "offline LiRA with k reference models (fixed or per-sample variance)", LiRAAttack)
+register_mia("rmia", "reference", "offline RMIA with k reference models", RMIAAttack)
+
+
+def list_mias() -> list[str]:
+    """Registered attack names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def mia_entry(name: str) -> MIAEntry:
+    if name not in _REGISTRY:
+        raise UnknownNameError("membership attack", name, list(_REGISTRY))
+    return _REGISTRY[name]
+
+
+def create_mia(name: str, **options) -> MembershipAttack:
+    """A new attack by registered name. Options common to all: ``seed``, ``device``, ``progress``,
+    ``inference_batch_size``; the rest are the attack class's keyword arguments."""
+    return mia_entry(name).factory(**options)

@@ -1,0 +1,102 @@
+"""Reports on disk, audit() on a real split, and the `modelsafe audit --run` command."""
+
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from modelsafe.commands.audit import audit as audit_command
+from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
+from modelsafe.errors import ModelsafeError
+from modelsafe.privacy import MIAReport, audit, create_mia, write_audit_report
+from modelsafe.privacy.references import FitTrainer
+from modelsafe.targets import init_model, train_target
+from modelsafe.training import TrainConfig, fit
+
+SPEC = SplitSpec(members=400, validation=100, population=600, reference=150, eval_nonmembers=150)
+TRAIN = TrainConfig(epochs=15, lr=0.05, batch_size=64, weight_decay=0.0)
+
+
+def test_report_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    r = MIAReport.from_scores("loss (per-class)", rng.normal(1, 1, 50), rng.normal(0, 1, 60), threshold=float("inf"),
+                              n_bootstrap=50, sample_ids=np.arange(110), details={"k": 1})
+    json_path, npz_path = r.save(tmp_path)
+    assert json_path.name == "loss-per-class.json" and npz_path.name == "loss-per-class.npz"
+    summary = json.loads(json_path.read_text())
+    assert summary["threshold"] == "inf" and summary["tpr@0.1%"] == r.tpr_at_fpr[0.001]
+    back = MIAReport.load(json_path)
+    np.testing.assert_array_equal(back.scores, r.scores)
+    np.testing.assert_array_equal(back.sample_ids, r.sample_ids)
+    assert back.summary() == r.summary()
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
+    with pytest.raises(ModelsafeError, match="does not exist"):
+        MIAReport.load(tmp_path / "missing.json")
+
+
+@pytest.fixture(scope="module")
+def digits_target():
+    data = load_dataset("digits")
+    split = MembershipSplit.create(data, SPEC, seed=0)
+    model = init_model("mlp", data, 0.5, 0)
+    fit(model, split.data(data, "members"), TRAIN, progress=False, device="cpu")
+    return model, data, split
+
+
+def test_audit_runs_every_family_and_writes_a_report(digits_target, tmp_path):
+    model, data, split = digits_target
+    attacks = ["correctness", "loss", "blackbox-nn", "shadow", "lira", "rmia",
+               create_mia("loss", per_class=True)]
+    reports = audit(model, data, split, attacks, options={"blackbox-nn": {"epochs": 3}, "shadow": {"epochs": 3}},
+                    model_factory=lambda s: init_model("mlp", data, 0.5, s), trainer=FitTrainer(TRAIN, device="cpu"),
+                    num_reference_models=2, n_bootstrap=20, out_dir=tmp_path, device="cpu", progress=False)
+    assert list(reports) == ["correctness", "loss", "blackbox-nn", "shadow", "lira", "rmia", "loss (per-class)"]
+    ids = np.concatenate([split["eval_members"].numpy(), split["eval_nonmembers"].numpy()])
+    for r in reports.values():
+        assert r.n_members == 200 and r.n_nonmembers == 150
+        np.testing.assert_array_equal(r.sample_ids, ids)
+        assert 0.0 <= r.auc <= 1.0 and r.seconds is not None
+    assert reports["lira"].details["num_models"] == 2
+    assert reports["lira"].details["reference_seconds"] > 0
+    path = write_audit_report(reports, tmp_path, context={"task accuracy": 0.9})
+    text = path.read_text()
+    assert "| loss (per-class) |" in text and "## rmia" in text and "TPR at 0.1% FPR" in text
+    for name in ("roc.png", "roc_log.png", "scores/lira.npz", "scores/loss-per-class.json", "references/ref-1.safetensors"):
+        assert (tmp_path / name).stat().st_size > 0
+    # a second audit reuses the cached reference models
+    again = audit(model, data, split, ["lira"], model_factory=lambda s: init_model("mlp", data, 0.5, s),
+                  trainer=FitTrainer(TRAIN, device="cpu"), num_reference_models=2, n_bootstrap=0, out_dir=tmp_path,
+                  device="cpu", progress=False)
+    assert again["lira"].details["reference_seconds"] is None
+    np.testing.assert_allclose(again["lira"].scores, reports["lira"].scores)
+
+
+def test_audit_errors(digits_target):
+    model, data, split = digits_target
+    with pytest.raises(ModelsafeError, match="model_factory"):
+        audit(model, data, split, ["lira"], progress=False)
+    with pytest.raises(ModelsafeError, match="not run: whitebox"):
+        audit(model, data, split, ["loss"], options={"whitebox": {}}, progress=False)
+    no_population = MembershipSplit.create(data, SplitSpec(members=400, validation=100), seed=0)
+    with pytest.raises(ModelsafeError, match="population"):
+        audit(model, data, no_population, ["rmia"], model_factory=lambda s: init_model("mlp", data, 0.5, s),
+              progress=False)
+
+
+def test_audit_command_on_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    train_target("digits", "mlp", out=run, split=SPEC, train=TrainConfig(epochs=3), width=0.5, seed=0, device="cpu",
+                 progress=False)
+    app = typer.Typer()
+    app.command()(audit_command)
+    result = CliRunner().invoke(app, ["--run", str(run), "--attacks", "loss,entropy,rmia", "--per-class",
+                                      "--reference-models", "1", "--bootstrap", "10", "--device", "cpu",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "loss (per-class)" in result.output and "report:" in result.output
+    report = (run / "audit" / "report.md").read_text()
+    assert "task accuracy (test)" in report and "## rmia" in report
+    bad = CliRunner().invoke(app, ["--run", str(run), "--attacks", "nope", "--no-progress"])
+    assert bad.exit_code != 0 and "unknown membership attack 'nope'" in str(bad.exception)
