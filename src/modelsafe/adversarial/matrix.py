@@ -1,0 +1,238 @@
+"""Transfer-success matrix: every (attack x surrogate x target) success rate in one pass over the data."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modelsafe._checks import (
+    check_choice,
+    check_images,
+    check_labels,
+    check_non_negative_int,
+    check_positive_int,
+)
+from modelsafe.adversarial.attack import TransferAttack
+from modelsafe.adversarial.ensemble import Ensemble, Resized
+from modelsafe.adversarial.presets import PRESETS, create_attack
+from modelsafe.data.info import TensorData
+from modelsafe.errors import ModelsafeError
+from modelsafe.utils import derive_seed
+
+AttackFactory = Callable[[nn.Module], TransferAttack]
+LABEL_MODES = ("predicted", "true")
+
+
+@dataclass
+class TransferMatrix:
+    """Results of :func:`transfer_matrix`.
+
+    ``cells``: one dict per (attack, surrogate, target) with ``success`` (over all images), ``success_on_correct``
+    (over the images the target classified correctly when clean), ``n``, ``n_correct`` and ``white_box``
+    (the target is the surrogate or one of its ensemble members). ``attacks``: one dict per (attack,
+    surrogate) with ``white_box_success`` (on the surrogate itself), ``black_box_mean`` (mean ``success`` over
+    the black-box targets), their ``..._on_correct`` forms, ``mean_linf``, ``mean_l2`` (perturbation size per image, [0, 1] pixel units),
+    ``seconds`` and ``seconds_per_100``. Success means "misclassified" (untargeted) or "classified as the
+    target class" (targeted). ``examples[(attack, surrogate)]`` holds (clean, adversarial) image tensors."""
+
+    cells: list[dict]
+    attacks: list[dict]
+    clean_accuracy: dict[str, float]
+    settings: dict
+    examples: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"settings": self.settings, "clean_accuracy": self.clean_accuracy, "attacks": self.attacks,
+                "cells": self.cells}
+
+    def target_names(self) -> list[str]:
+        return list(dict.fromkeys(c["target"] for c in self.cells))
+
+    def black_box_mean(self, attack: str, surrogate: str | None = None) -> float:
+        rows = [r for r in self.attacks if r["attack"] == attack and surrogate in (None, r["surrogate"])]
+        if not rows:
+            raise ModelsafeError(f"no results for attack {attack!r}" + (f" on {surrogate!r}" if surrogate else ""))
+        return sum(r["black_box_mean"] for r in rows) / len(rows)
+
+    def markdown(self, over: str = "all") -> str:
+        """One row per (surrogate, attack), one column per target (success %, ``*`` = white-box), then the
+        black-box mean, white-box rate, perturbation sizes and time. ``over``: ``"all"`` images or ``"correct"``
+        (images the target classified correctly)."""
+        check_choice("over", over, ("all", "correct"))
+        key = "success" if over == "all" else "success_on_correct"
+        targets = self.target_names()
+        head = ["surrogate", "attack", *targets, "black-box mean", "white-box", "L∞", "L2", "s / 100 img"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+        cell = {(c["attack"], c["surrogate"], c["target"]): c for c in self.cells}
+        for row in self.attacks:
+            a, s = row["attack"], row["surrogate"]
+            values = []
+            for t in targets:
+                c = cell[(a, s, t)]
+                v = c[key]
+                values.append("n/a" if v is None else f"{100 * v:.1f}" + ("*" if c["white_box"] else ""))
+            bb = row["black_box_mean"] if over == "all" else row["black_box_mean_on_correct"]
+            wb = row["white_box_success"] if over == "all" else row["white_box_success_on_correct"]
+            lines.append("| " + " | ".join([
+                s, a, *values, "n/a" if bb is None else f"{100 * bb:.1f}", "n/a" if wb is None else f"{100 * wb:.1f}",
+                f"{row['mean_linf']:.4f}", f"{row['mean_l2']:.3f}", f"{row['seconds_per_100']:.2f}"]) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    while isinstance(m, Resized):
+        m = m.model
+    return m
+
+
+def _white_box(surrogate: nn.Module, target: nn.Module) -> bool:
+    inner = {id(_unwrap(surrogate))}
+    if isinstance(surrogate, Ensemble):
+        inner |= {id(_unwrap(m)) for m in surrogate.members}
+    return id(_unwrap(target)) in inner
+
+
+@contextlib.contextmanager
+def _eval(models: Sequence[nn.Module]) -> Iterator[None]:
+    modes = [(m, m.training) for model in models for m in model.modules()]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    ref = next(iter(model.parameters()), None)
+    if ref is None:
+        ref = next(iter(model.buffers()), None)
+    return ref.device if ref is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x.to(_device_of(model))).argmax(1).cpu()
+
+
+def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrogates: Mapping[str, nn.Module],
+                    targets: Mapping[str, nn.Module], data: TensorData | tuple[torch.Tensor, torch.Tensor], *,
+                    eps: float = 16 / 255, steps: int | None = None, batch_size: int = 100,
+                    chunk_size: int | None = None, quantize: bool = True, labels: str = "predicted",
+                    target_classes: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
+                    device: str | torch.device | None = None, progress: bool = True,
+                    examples: int = 0) -> TransferMatrix:
+    """Attack ``data`` with every attack on every surrogate and test the adversarial images on every target.
+
+    ``attacks``: preset names (built with ``create_attack(name, surrogate, eps, steps, quantize=...,
+    chunk_size=..., device=...)``; single-step presets keep one step) or a mapping name -> ``factory(surrogate) -> attack`` for custom settings.
+    ``surrogates`` / ``targets``: name -> model (targets may include the surrogates: those cells are white-box).
+    ``labels``: ``"predicted"`` attacks the surrogate's clean prediction (the S-FGRM protocol), ``"true"`` the
+    ground truth; success is always judged against the ground truth. ``target_classes``: a function from
+    true labels to target classes makes every attack targeted. Each (attack, surrogate, batch) is seeded with
+    ``derive_seed(seed, attack, surrogate, batch index)``. ``examples``: keep the first that many clean and
+    adversarial images of the first batch per (attack, surrogate) for figures."""
+    check_positive_int("batch_size", batch_size)
+    check_non_negative_int("examples", examples)
+    check_choice("labels", labels, LABEL_MODES)
+    if not surrogates or not targets:
+        raise ModelsafeError("transfer_matrix needs at least one surrogate and one target")
+    if not isinstance(data, TensorData):
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise ModelsafeError("data must be a TensorData or an (images, labels) pair of tensors")
+        data = TensorData(*data)
+    y_all = data.y
+    n = int(y_all.shape[0])
+    if n == 0:
+        raise ModelsafeError("transfer_matrix got no images")
+    targeted = target_classes is not None
+    if isinstance(attacks, Mapping):
+        factories = dict(attacks)
+    else:
+        def preset(name: str) -> AttackFactory:
+            own_steps = None if name in PRESETS and PRESETS[name].steps == 1 else steps  # fgsm stays one step
+            return lambda model: create_attack(name, model, eps, own_steps, quantize=quantize,
+                                               chunk_size=chunk_size, targeted=targeted, device=device)
+        factories = {name: preset(name) for name in attacks}
+    if not factories:
+        raise ModelsafeError("transfer_matrix needs at least one attack")
+    built = {(a, s): factories[a](model) for a in factories for s, model in surrogates.items()}
+
+    counts = {key: {"success": 0, "correct": 0, "success_on_correct": 0}
+              for key in ((a, s, t) for a in factories for s in surrogates for t in targets)}
+    per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0}
+                  for key in built}
+    clean_correct = {name: 0 for name in [*targets, *surrogates]}
+    kept: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    all_models = list({id(m): m for m in [*surrogates.values(), *targets.values()]}.values())
+    batches = range(0, n, batch_size)
+    bar = tqdm(total=len(batches) * len(built), desc="transfer matrix", unit="attack-batch", disable=not progress)
+    with _eval(all_models), bar:
+        for bi, start in enumerate(batches):
+            idx = torch.arange(start, min(start + batch_size, n))
+            x = check_images(data.features(idx))
+            y = check_labels(y_all[idx], len(idx))
+            goal = target_classes(y).long().cpu() if targeted else None
+            clean = {name: _predict(m, x) for name, m in {**targets, **surrogates}.items()}
+            for name in clean_correct:
+                clean_correct[name] += int((clean[name] == y).sum())
+            for (a, s), attack in built.items():
+                bar.set_postfix_str(f"{a} on {s}")
+                attack_labels = goal if targeted else (y if labels == "true" else None)
+                t0 = time.perf_counter()
+                adv = attack(x, attack_labels, seed=derive_seed(seed, a, s, bi))
+                if adv.is_cuda:
+                    torch.cuda.synchronize(adv.device)
+                stats = per_attack[(a, s)]
+                stats["seconds"] += time.perf_counter() - t0
+                delta = (adv - x).flatten(1).double()
+                stats["linf"] += float(delta.abs().amax(1).sum())
+                stats["l2"] += float(delta.norm(dim=1).sum())
+                own = _predict(surrogates[s], adv)
+                own_hit = (own == goal) if targeted else (own != y)
+                stats["white_box"] += int(own_hit.sum())
+                stats["white_box_correct"] += int((own_hit & (clean[s] == y)).sum())
+                if bi == 0 and examples:
+                    kept[(a, s)] = (x[:examples].cpu(), adv[:examples].cpu())
+                for t, model in targets.items():
+                    pred = _predict(model, adv)
+                    hit = (pred == goal) if targeted else (pred != y)
+                    ok = clean[t] == y
+                    c = counts[(a, s, t)]
+                    c["success"] += int(hit.sum())
+                    c["correct"] += int(ok.sum())
+                    c["success_on_correct"] += int((hit & ok).sum())
+                bar.update(1)
+
+    cells, rows = [], []
+    for (a, s), attack in built.items():
+        bb, bb_correct = [], []
+        for t in targets:
+            c = counts[(a, s, t)]
+            wb = _white_box(surrogates[s], targets[t])
+            on_correct = c["success_on_correct"] / c["correct"] if c["correct"] else None
+            cells.append({"attack": a, "surrogate": s, "target": t, "white_box": wb, "success": c["success"] / n,
+                          "success_on_correct": on_correct, "n": n, "n_correct": c["correct"]})
+            if not wb:
+                bb.append(c["success"] / n)
+                if on_correct is not None:
+                    bb_correct.append(on_correct)
+        st = per_attack[(a, s)]
+        correct = clean_correct[s]
+        rows.append({"attack": a, "surrogate": s, "white_box_success": st["white_box"] / n,
+                     "white_box_success_on_correct": st["white_box_correct"] / correct if correct else None,
+                     "black_box_mean": sum(bb) / len(bb) if bb else None,
+                     "black_box_mean_on_correct": sum(bb_correct) / len(bb_correct) if bb_correct else None,
+                     "mean_linf": st["linf"] / n, "mean_l2": st["l2"] / n, "seconds": st["seconds"],
+                     "seconds_per_100": 100 * st["seconds"] / n, "spec": attack.spec.describe()})
+    settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,
+                "labels": labels, "targeted": targeted, "seed": seed, "n_images": n,
+                "attacks": list(factories), "surrogates": list(surrogates), "targets": list(targets)}
+    return TransferMatrix(cells, rows, {k: v / n for k, v in clean_correct.items()}, settings, kept)

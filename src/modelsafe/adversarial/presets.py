@@ -1,0 +1,132 @@
+"""Named attacks: each preset is one row of parts for :class:`AttackSpec`, not a class with its own loop.
+
+``create_attack(name, model, eps=16/255, steps=None, **overrides)``. Overrides are either
+:class:`AttackSpec` fields (``alpha``, ``random_start``, ``targeted``, ``label_source``, ``quantize``,
+``chunk_size``, or whole parts: ``estimator=``, ``scales=``, ``diversity=``, ``smoothing=``, ``update=``,
+``direction=``), ``seed``/``device``, or the flat parameter names below, which change one field of a part
+the preset already has (``samples=20`` on smi-fgrm; ``samples`` on mi-fgsm is an error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import nn
+
+from modelsafe._checks import check_choice
+from modelsafe.adversarial.attack import AttackSpec, Momentum, TransferAttack
+from modelsafe.adversarial.directions import RescaleStep, SignStep
+from modelsafe.adversarial.estimators import DepthFirstSampling, VarianceTuning
+from modelsafe.adversarial.transforms import InputDiversity, ScaleCopies, TranslationSmoothing
+from modelsafe.errors import ModelsafeError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    parts: dict
+    steps: int = 10
+
+
+MI, NI = Momentum(1.0), Momentum(1.0, nesterov=True)
+DFS, FGRM = DepthFirstSampling(), RescaleStep()
+CT = {"diversity": InputDiversity(), "smoothing": TranslationSmoothing(), "scales": ScaleCopies()}
+
+_ROWS = [
+    Preset("fgsm", "one signed step of size eps (Goodfellow et al. 2015)", {"update": Momentum(0.0)}, steps=1),
+    Preset("i-fgsm", "iterative FGSM / BIM (Kurakin et al. 2017)", {"update": Momentum(0.0)}),
+    Preset("mi-fgsm", "momentum mu=1 on L1-normalised gradients (Dong et al. 2018)", {"update": MI}),
+    Preset("ni-fgsm", "Nesterov look-ahead momentum (Lin et al. 2020)", {"update": NI}),
+    Preset("di-mi-fgsm", "MI-FGSM + input diversity p=0.5 (Xie et al. 2019)",
+           {"update": MI, "diversity": InputDiversity()}),
+    Preset("ti-mi-fgsm", "MI-FGSM + 7x7 Gaussian gradient smoothing (Dong et al. 2019)",
+           {"update": MI, "smoothing": TranslationSmoothing()}),
+    Preset("si-ni-fgsm", "NI-FGSM + 5 scale copies (Lin et al. 2020)", {"update": NI, "scales": ScaleCopies()}),
+    Preset("vmi-fgsm", "MI-FGSM + variance tuning N=20, beta=1.5 (Wang & He 2021)",
+           {"update": MI, "estimator": VarianceTuning()}),
+    Preset("vni-fgsm", "NI-FGSM + variance tuning N=20, beta=1.5 (Wang & He 2021)",
+           {"update": NI, "estimator": VarianceTuning()}),
+    Preset("fgrm", "MI-FGRM: MI-FGSM with FGRM rescaling instead of sign, no sampling (Han et al. 2023)",
+           {"update": MI, "direction": FGRM}),
+    Preset("smi-fgrm", "MI-FGRM + depth-first sampling N=12, beta=1.5, gamma=1 (Han et al. 2023)",
+           {"update": MI, "direction": FGRM, "estimator": DFS}),
+    Preset("sni-fgrm", "NI-FGRM + depth-first sampling (Han et al. 2023)",
+           {"update": NI, "direction": FGRM, "estimator": DFS}),
+    Preset("mi-fgsm-ct", "MI-FGSM + DI + TI + SI", {"update": MI, **CT}),
+    Preset("ni-fgsm-ct", "NI-FGSM + DI + TI + SI", {"update": NI, **CT}),
+    Preset("smi-fgrm-ct", "SMI-FGRM + DI + TI + SI (the S-FGRM CT setting)",
+           {"update": MI, "direction": FGRM, "estimator": DFS, **CT}),
+    Preset("sni-fgrm-ct", "SNI-FGRM + DI + TI + SI", {"update": NI, "direction": FGRM, "estimator": DFS, **CT}),
+]
+PRESETS: dict[str, Preset] = {p.name: p for p in _ROWS}
+
+# flat override name -> (part, field)
+PART_FIELDS: dict[str, tuple[str, str]] = {
+    "samples": ("estimator", "samples"), "beta": ("estimator", "beta"), "gamma": ("estimator", "gamma"),
+    "walk_start": ("estimator", "walk_start"),
+    "momentum": ("update", "mu"),
+    "rescale": ("direction", "form"), "rescale_scale": ("direction", "scale"),
+    "di_prob": ("diversity", "prob"), "di_resize_rate": ("diversity", "resize_rate"), "di_mode": ("diversity", "mode"),
+    "di_resize_back": ("diversity", "resize_back"), "di_pad_value": ("diversity", "pad_value"),
+    "si_copies": ("scales", "copies"), "si_center": ("scales", "center"),
+    "ti_kernel": ("smoothing", "size"), "ti_nsig": ("smoothing", "nsig"),
+}
+STEP_KINDS = ("sign", "fgrm")
+
+
+def list_attacks() -> list[str]:
+    """Preset names, in the order of the registry."""
+    return list(PRESETS)
+
+
+def describe_attacks() -> list[dict]:
+    """One row per preset: name, summary and its full spec at eps=16/255 (for docs and ``--help``)."""
+    return [{"name": p.name, "summary": p.summary, "spec": _spec(p, 16 / 255, None, {}).describe()}
+            for p in _ROWS]
+
+
+def _spec(preset: Preset, eps: float, steps: int | None, overrides: dict) -> AttackSpec:
+    steps = preset.steps if steps is None else steps
+    if preset.name == "fgsm" and steps != 1:
+        raise ModelsafeError(f"fgsm is a single-step attack (steps=1), got steps={steps}; use i-fgsm for more")
+    parts = dict(preset.parts)
+    spec_names = {f.name for f in fields(AttackSpec)}
+    for key in list(overrides):
+        if key in spec_names:
+            parts[key] = overrides.pop(key)
+    if "step" in overrides:
+        kind = check_choice("step", overrides.pop("step"), STEP_KINDS)
+        parts["direction"] = SignStep() if kind == "sign" else RescaleStep()
+    by_part: dict[str, dict] = {}
+    for key in list(overrides):
+        if key not in PART_FIELDS:
+            valid = sorted({*spec_names, *PART_FIELDS, "step", "seed", "device"} - {"eps", "steps"})
+            raise ModelsafeError(f"unknown option {key!r} for attack {preset.name!r}; valid: {', '.join(valid)}")
+        part, field = PART_FIELDS[key]
+        by_part.setdefault(part, {})[field] = overrides.pop(key)
+    defaults = AttackSpec()
+    for part, changes in by_part.items():
+        current = parts.get(part, getattr(defaults, part))
+        names = {f.name for f in fields(current)} if current is not None else set()
+        missing = sorted(set(changes) - names)
+        if current is None or missing:
+            flat = [k for k, (p, f) in PART_FIELDS.items() if p == part and f in (missing or changes)]
+            kind = "none" if current is None else type(current).__name__
+            raise ModelsafeError(f"option(s) {', '.join(flat)} do not apply to {preset.name!r} (its {part} is "
+                                 f"{kind}); pass {part}=... to change the part itself")
+        parts[part] = replace(current, **changes)
+    return AttackSpec(eps=eps, steps=steps, **parts)
+
+
+def create_attack(name: str, model: nn.Module, eps: float = 16 / 255, steps: int | None = None, *, seed: int = 0,
+                  device: str | torch.device | None = None, **overrides) -> TransferAttack:
+    """The preset ``name`` on ``model`` (an ``nn.Module`` taking [0, 1] NCHW images, or an :class:`Ensemble`).
+
+    ``steps=None`` uses the preset's (10; fgsm: 1); the step size defaults to eps/steps. See the module
+    docstring for ``overrides``. Unknown names raise :class:`UnknownNameError`; bad values ModelsafeError."""
+    if name not in PRESETS:
+        raise UnknownNameError("attack", name, list(PRESETS))
+    spec = _spec(PRESETS[name], eps, steps, dict(overrides))
+    return TransferAttack(model, spec, name=name, seed=seed, device=device)

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from modelsafe.commands.attack import attack, parse_eps
+from modelsafe.data import SplitSpec
+from modelsafe.errors import ModelsafeError
+from modelsafe.targets import train_target
+from modelsafe.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    spec = SplitSpec(members=400, validation=100, nonmember_source="train", reference=50, eval_nonmembers=50)
+    for model in ("cnn", "mlp"):
+        train_target("digits", model, out=root / model, split=spec, train=TrainConfig(epochs=2), progress=False)
+    return root
+
+
+def test_attack_command_writes_reports(runs, tmp_path):
+    app = typer.Typer()
+    app.command()(attack)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["--surrogate", str(runs / "cnn"), "--target", str(runs / "mlp"),
+                                      "--attacks", "mi-fgsm,smi-fgrm", "--eps", "32/255", "--steps", "2",
+                                      "--images", "20", "--batch-size", "10", "--examples", "4", "--out", str(out),
+                                      "--no-progress", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "transfer.json").read_text())
+    assert report["settings"]["n_images"] == 20 and report["dataset"] == "digits"
+    assert {c["target"] for c in report["cells"]} == {"cnn", "mlp"}
+    assert (out / "transfer.csv").read_text().count("\n") == 1 + 2 * 2
+    assert "white-box" in (out / "transfer.md").read_text()
+    assert (out / "examples.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| cnn | smi-fgrm |" in result.output
+
+
+def test_parse_eps():
+    assert parse_eps("16/255") == pytest.approx(16 / 255)
+    assert parse_eps("0.1") == pytest.approx(0.1)
+    for bad in ("abc", "2", "-1/255", "1/0"):
+        with pytest.raises(ModelsafeError, match="eps"):
+            parse_eps(bad)
