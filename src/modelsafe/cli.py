@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 import typer
 
+from modelsafe.commands.attack import attack
+from modelsafe.commands.audit import audit
+from modelsafe.commands.compare import compare
+from modelsafe.commands.compress import compress
 from modelsafe.commands.datasets import datasets
 from modelsafe.commands.demo import demo
 from modelsafe.commands.train import train
@@ -33,7 +37,7 @@ def _command(fn: Callable) -> None:
     app.command()(run)
 
 
-for _fn in (train, datasets, demo):
+for _fn in (train, attack, audit, compress, compare, datasets, demo):
     _command(_fn)
 
 

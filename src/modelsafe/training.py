@@ -20,8 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from modelsafe._checks import (check_choice, check_fraction, check_non_negative, check_positive,
-                               check_positive_int)
+from modelsafe._checks import (
+    check_choice,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+)
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
 from modelsafe.utils import derive_seed, make_generator, resolve_device

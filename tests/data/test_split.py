@@ -80,3 +80,11 @@ def test_data_selects_the_right_samples(blobs):
     ref = s.data(blobs, "attack_reference")
     assert torch.equal(ref.x, pool.x[s["attack_reference"]]) and torch.equal(ref.y, pool.y[s["attack_reference"]])
     assert torch.equal(s.data(blobs, "members", pool).y, pool.y[s["members"]])
+
+
+def test_population_none_takes_every_unused_train_sample():
+    s = make(SplitSpec(members=100, validation=20, reference=40, eval_nonmembers=50, population=None))
+    used = sum(s.sizes()[k] for k in ("members", "validation", "attack_reference", "eval_nonmembers"))
+    assert s.sizes()["population"] == 300 - used
+    with pytest.raises(ModelsafeError, match="fixed members"):
+        make(SplitSpec(members=None, validation=10, nonmember_source="test", population=None))

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
 
 
-def _load_config(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
     if value is None:
         return value
     if not value.is_file():
@@ -30,21 +30,21 @@ def _load_config(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
     return value
 
 
-ConfigOpt = Annotated[Optional[Path], typer.Option(
+ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML file of option values (command-line options override it).", is_eager=True,
     callback=_load_config, exists=False)]
 SeedOpt = Annotated[int, typer.Option(help="Seed for every random choice (splits, init, shuffling, attacks).")]
 DeviceOpt = Annotated[str, typer.Option(help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
-DataRootOpt = Annotated[Optional[str], typer.Option(help="Folder searched first for dataset files.")]
+DataRootOpt = Annotated[str | None, typer.Option(help="Folder searched first for dataset files.")]
 DownloadOpt = Annotated[bool, typer.Option("--download/--no-download",
                                            help="Download missing dataset files (checksums verified).")]
-DatasetOptionOpt = Annotated[Optional[list[str]], typer.Option(
+DatasetOptionOpt = Annotated[list[str] | None, typer.Option(
     "--dataset-option", help="Dataset loader option KEY=VALUE (repeatable; VALUE is parsed as YAML), e.g. "
                              "--dataset-option test_fraction=0.3.")]
 
 
-def parse_key_values(items: Optional[list[str]]) -> dict:
+def parse_key_values(items: list[str] | None) -> dict:
     """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
     out = {}
     for item in items or []:

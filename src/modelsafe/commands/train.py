@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from modelsafe.commands._options import (ConfigOpt, DataRootOpt, DatasetOptionOpt, DeviceOpt, DownloadOpt,
-                                         ProgressOpt, SeedOpt, parse_key_values)
+from modelsafe.commands._options import (
+    ConfigOpt,
+    DataRootOpt,
+    DatasetOptionOpt,
+    DeviceOpt,
+    DownloadOpt,
+    ProgressOpt,
+    SeedOpt,
+    parse_key_values,
+)
 from modelsafe.data.split import get_recipe
 from modelsafe.targets import default_run_dir, train_target
 from modelsafe.training import TrainConfig
@@ -27,9 +35,9 @@ def train(
     augment: Annotated[str, typer.Option(help="none, flip or crop-flip.")] = "none",
     split: Annotated[str, typer.Option(help="Membership split recipe: safecompress (all train samples are "
                                             "members) or small (2,500 members).")] = "safecompress",
-    members: Annotated[Optional[int], typer.Option(help="Override the recipe's member count.")] = None,
-    validation: Annotated[Optional[int], typer.Option(help="Override the recipe's validation size.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="Run folder (default runs/<dataset>-<model>-s<seed>).")] = None,
+    members: Annotated[int | None, typer.Option(help="Override the recipe's member count.")] = None,
+    validation: Annotated[int | None, typer.Option(help="Override the recipe's validation size.")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/<dataset>-<model>-s<seed>).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run folder that holds a different run.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",

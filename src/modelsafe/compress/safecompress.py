@@ -44,8 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelsafe._checks import (check_density, check_fraction, check_non_negative, check_non_negative_int,
-                               check_positive_int)
+from modelsafe._checks import (
+    check_density,
+    check_fraction,
+    check_non_negative,
+    check_non_negative_int,
+    check_positive_int,
+)
 from modelsafe.compress.safety import SafetyData, SafetyTest, create_safety_tests
 from modelsafe.compress.selection import Objective, select
 from modelsafe.data.info import Dataset, TensorData

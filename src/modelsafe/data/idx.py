@@ -88,6 +88,6 @@ def load_idx_dataset(name: str, root: str | os.PathLike | None = None, download_
     h, w = x_train.shape[1:]
     mean, std = _STATS[name]
     info = DatasetInfo(name, "image", 10, (1, h, w), mean, std, _CLASSES[name])
-    to_data = lambda x, y: TensorData(torch.from_numpy(x.copy()).unsqueeze(1),  # noqa: E731
+    to_data = lambda x, y: TensorData(torch.from_numpy(x.copy()).unsqueeze(1),
                                       torch.from_numpy(y.astype(np.int64)))
     return Dataset(info, to_data(x_train, y_train), to_data(x_test, y_test))

@@ -52,7 +52,8 @@ class SplitSpec:
     - ``reference`` / ``eval_nonmembers``: attacker-known and evaluation non-members (None: as many as the
       known / evaluation members, capped by what the source has left; with source ``"test"``, None splits the
       test split in halves).
-    - ``population``: shadow/reference pool drawn from the train split (0: none)."""
+    - ``population``: shadow/reference pool drawn from the train split (0: none; None: every train sample
+      no other set uses, which needs a fixed ``members`` count)."""
 
     members: int | float | None = None
     validation: int | float = 1000
@@ -60,7 +61,7 @@ class SplitSpec:
     nonmember_source: str = "train"
     reference: int | float | None = None
     eval_nonmembers: int | float | None = None
-    population: int | float = 0
+    population: int | float | None = 0
 
 
 RECIPES: dict[str, SplitSpec] = {
@@ -70,7 +71,7 @@ RECIPES: dict[str, SplitSpec] = {
     "safecompress": SplitSpec(members=None, validation=0.1, known_fraction=0.5, nonmember_source="test"),
     # A small member set so that the target overfits and leaks (benchmarks, demos); non-members from train.
     "small": SplitSpec(members=2500, validation=1000, known_fraction=0.5, nonmember_source="train",
-                       reference=1250, eval_nonmembers=1250, population=10000),
+                       population=None),
 }
 
 
@@ -121,8 +122,9 @@ class MembershipSplit:
 
         validation = take(train_order, taken, spec.validation, "validation")
         taken += spec.validation
-        population = take(train_order, taken, spec.population, "population")
-        taken += spec.population
+        if spec.population is not None:
+            population = take(train_order, taken, spec.population, "population")
+            taken += spec.population
         n_members = num_train - taken if spec.members is None else spec.members
         if spec.nonmember_source == "train" and spec.members is None:
             raise ModelsafeError("split: members=None (all of train) needs nonmember_source='test'")
@@ -143,6 +145,10 @@ class MembershipSplit:
             n_eval = spec.eval_nonmembers if spec.eval_nonmembers is not None else min(len(eval_members), left - n_ref)
         reference = take(source, start, n_ref, "attack_reference")
         eval_nonmembers = take(source, start + n_ref, n_eval, "eval_nonmembers")
+        if spec.nonmember_source == "train":
+            taken += n_ref + n_eval
+        if spec.population is None:  # everything the train split has left
+            population = train_order[taken:]
 
         sets = {
             "members": members, "validation": validation, "test": test_order.sort().values,
@@ -260,12 +266,14 @@ _SIZES = ("members", "validation", "reference", "eval_nonmembers", "population")
 def _check_spec(spec: SplitSpec) -> None:
     for name in _SIZES:
         value = getattr(spec, name)
-        if value is None and name in ("validation", "population"):
-            raise ModelsafeError(f"split: {name} must be a size or a fraction, not None")
+        if value is None and name == "validation":
+            raise ModelsafeError("split: validation must be a size or a fraction, not None")
         if isinstance(value, float):
             check_fraction(name, value, closed_low=False, closed_high=False)
         elif value is not None:
             check_non_negative_int(name, value)
+    if spec.population is None and spec.members is None:
+        raise ModelsafeError("split: population=None (all that is left) needs a fixed members count")
     if isinstance(spec.members, int) and spec.members < 2:
         raise ModelsafeError(f"split: members must be >= 2 (or None for all), got {spec.members!r}")
     check_fraction("known_fraction", spec.known_fraction, closed_low=False, closed_high=False)

@@ -1,0 +1,78 @@
+"""``modelsafe compare``: many compression methods on one membership split per seed, each audited afresh."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelsafe.commands._options import (
+    ConfigOpt,
+    DataRootOpt,
+    DatasetOptionOpt,
+    DeviceOpt,
+    ProgressOpt,
+    parse_key_values,
+)
+
+
+def _nest(flat: dict) -> dict:
+    """``{"safecompress.probe_steps": 3}`` → ``{"safecompress": {"probe_steps": 3}}``."""
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def compare(
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (see `modelsafe compress --help`).")] =
+    "dense,rigl,bmia-safecompress,mmia-safecompress,advreg-sparse,dp-sgd-sparse",
+    dataset: Annotated[str, typer.Option(help="Dataset name.")] = "fashion-mnist",
+    model: Annotated[str, typer.Option(help="Model name.")] = "mlp",
+    width: Annotated[float, typer.Option(help="Width multiplier of the model.")] = 4.0,
+    density: Annotated[float, typer.Option(help="Fraction of conv/linear weights kept, in (0, 1].")] = 0.05,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; mean ± std is reported over them.")] = "0,1,2",
+    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
+    lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.05,
+    update_interval: Annotated[int, typer.Option(help="Optimizer steps between mask updates.")] = 100,
+    split: Annotated[str, typer.Option(help="Membership split recipe: small (2,500 members) or safecompress.")]
+    = "small",
+    members: Annotated[int | None, typer.Option(help="Override the recipe's member count.")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", help="Method option KEY=VALUE (repeatable), e.g. safecompress.probe_steps=10, "
+                         "dp.noise_multiplier=0.5, label_smoothing=0.2.")] = None,
+    audit: Annotated[str, typer.Option(help="Comma-separated final-audit attacks.")] = "blackbox-nn,whitebox",
+    out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/compare",
+    device: DeviceOpt = "auto",
+    data_root: DataRootOpt = None,
+    dataset_option: DatasetOptionOpt = None,
+    progress: ProgressOpt = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Compress with every method on the same split, audit each result with fresh membership-inference attacks
+    on held-out data, and write table.md, results.csv/json and tradeoff.png (mean ± std over seeds)."""
+    del config
+    from modelsafe.compress import CompressOptions
+    from modelsafe.compress.compare import compare as run_compare
+    from modelsafe.compress.compare import format_table
+    from modelsafe.data import get_recipe, load_dataset
+    from modelsafe.training import TrainConfig
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    recipe = get_recipe(split, members=members)
+    options = CompressOptions(density=density, update_interval=update_interval, extra=_nest(parse_key_values(option)),
+                              train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr))
+    data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
+    result = run_compare([m.strip() for m in methods.split(",") if m.strip()], data, model, options=options,
+                         split=recipe, seeds=seed_list, width=width, out=out, device=device,
+                         audit_attacks=[a.strip() for a in audit.split(",") if a.strip()], progress=progress)
+    typer.echo(format_table(result["summary"]))
+    typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")
