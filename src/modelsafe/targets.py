@@ -63,12 +63,13 @@ def train_target(dataset: str | Dataset, model: str, *, out: str | os.PathLike, 
     return metrics
 
 
-def init_model(model: str, data: Dataset, width: float, seed: int) -> nn.Module:
-    """A freshly initialised model. Module constructors draw from the global generator, so it is forked and
-    seeded here: the same seed gives the same weights, and the caller's global RNG state is untouched."""
+def init_model(model: str, data: Dataset, width: float, seed: int, **kwargs) -> nn.Module:
+    """A freshly initialised model (extra keyword arguments go to ``create_model_for``). Module constructors draw
+    from the global generator, so it is forked and seeded here: the same seed gives the same weights, and the
+    caller's global RNG state is untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return create_model_for(model, data.info, width=width)
+        return create_model_for(model, data.info, width=width, **kwargs)
 
 
 def load_target(run_dir: str | os.PathLike, device: str | torch.device | None = None,

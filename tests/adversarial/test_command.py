@@ -4,6 +4,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from modelsafe.cli import app as cli
 from modelsafe.commands.attack import attack, parse_eps
 from modelsafe.data import SplitSpec
 from modelsafe.errors import ModelsafeError
@@ -36,6 +37,26 @@ def test_attack_command_writes_reports(runs, tmp_path):
     assert "white-box" in (out / "transfer.md").read_text()
     assert (out / "examples.png").read_bytes()[:4] == b"\x89PNG"
     assert "| cnn | smi-fgrm |" in result.output
+
+
+def test_attack_command_model_spec_errors(runs, tmp_path):
+    """Bad model specs and missing or clashing datasets fail before any model is built (timm is not needed)."""
+    def run(*args: str):
+        res = CliRunner().invoke(cli, ["attack", *args, "--out", str(tmp_path / "x"), "--no-progress",
+                                       "--device", "cpu"])
+        assert res.exit_code == 2, res.output
+        return res.output
+
+    assert "'timn:' is no model prefix" in run("--surrogate", "timn:resnet18", "--dataset", "imagenet-compatible")
+    assert "give the data to attack: --dataset" in run("--surrogate", "timm:resnet18", "-t", "torchvision:vgg11")
+    assert "uses dataset 'digits', but --dataset says 'imagenet-compatible'" in run(
+        "--surrogate", "timm:resnet18", "--target", str(runs / "cnn"), "--dataset", "imagenet-compatible")
+    assert "model specs only" in run("--surrogate", str(runs / "cnn"), "--pretrained")
+    assert "--image-size must be a positive integer" in run("-s", "timm:resnet18", "--dataset", "digits",
+                                                            "--image-size", "0")
+    assert "--dataset-option cannot be combined with run folders" in run(
+        "--surrogate", str(runs / "cnn"), "--target", "timm:resnet18", "--dataset-option", "image_size=8")
+    assert not (tmp_path / "x").exists()
 
 
 def test_parse_eps():

@@ -1,15 +1,32 @@
-"""``modelsafe attack``: transfer attacks from trained run folders; writes a transfer-success matrix."""
+"""``modelsafe attack``: transfer attacks between models given as run folders (from ``modelsafe train``) or as
+``timm:<name>`` / ``torchvision:<name>`` specs; writes a transfer-success matrix."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelsafe.commands._options import ConfigOpt, DataRootOpt, DeviceOpt, ProgressOpt, SeedOpt
+from modelsafe.commands._options import (
+    ConfigOpt,
+    DataRootOpt,
+    DatasetOptionOpt,
+    DeviceOpt,
+    ProgressOpt,
+    SeedOpt,
+    parse_key_values,
+)
 from modelsafe.errors import ModelsafeError
+
+if TYPE_CHECKING:
+    import torch
+
+    from modelsafe.data import Dataset
+    from modelsafe.models.adapters import ExternalModel
+
+MODEL_PREFIXES = ("timm:", "torchvision:")
 
 
 def parse_eps(text: str) -> float:
@@ -23,10 +40,45 @@ def parse_eps(text: str) -> float:
     return value
 
 
+def is_model_spec(value: str) -> bool:
+    """True for ``timm:<name>`` / ``torchvision:<name>``, False for a run folder. Raises for ``<prefix>:...`` with
+    another prefix unless it is an existing path (a mistyped prefix would otherwise read as a missing folder)."""
+    if value.startswith(MODEL_PREFIXES):
+        return True
+    prefix, sep, _ = value.partition(":")
+    if sep and not Path(value).exists():
+        raise ModelsafeError(f"{value!r} is no run folder, and {prefix + ':'!r} is no model prefix: give a run "
+                             f"folder from `modelsafe train` or a model spec timm:<name> or torchvision:<name>")
+    return False
+
+
+def load_model_spec(spec: str, data: Dataset, *, pretrained: bool, image_size: int | None, seed: int,
+                    device: torch.device) -> ExternalModel:
+    """Build ``timm:<name>`` / ``torchvision:<name>`` for ``data``'s classes and channels, in eval mode on
+    ``device``; random weights are drawn from ``seed``. Refuses pretrained weights whose head has another class
+    count than ``data`` (timm would silently swap in a random head)."""
+    from modelsafe.targets import init_model
+
+    model = init_model(spec, data, 1.0, seed, image_size=image_size, pretrained=pretrained)
+    check_head(model, data, pretrained)
+    return model.to(device).eval()
+
+
+def check_head(model: ExternalModel, data: Dataset, pretrained: bool) -> None:
+    """Raise if ``pretrained`` and the timm network's pretrained config has another class count than ``data``
+    (torchvision refuses that itself when building)."""
+    trained = getattr(model.net, "pretrained_cfg", {}).get("num_classes") if pretrained else None
+    if trained is not None and trained != data.info.num_classes:
+        raise ModelsafeError(
+            f"{model.name} was pretrained on {trained} classes but dataset {data.info.name!r} has "
+            f"{data.info.num_classes}, so its classifier would be random; use a {trained}-class dataset "
+            "(imagenet-compatible for ImageNet weights) or --no-pretrained")
+
+
 def _names(paths: list[str]) -> list[str]:
     names: list[str] = []
     for p in paths:
-        base = Path(p).name or str(p)
+        base = p if p.startswith(MODEL_PREFIXES) else Path(p).name or str(p)
         name, i = base, 2
         while name in names:
             name, i = f"{base}-{i}", i + 1
@@ -36,10 +88,20 @@ def _names(paths: list[str]) -> list[str]:
 
 def attack(
     surrogate: Annotated[list[str], typer.Option(
-        "--surrogate", "-s", help="Run folder (from `modelsafe train`) of a surrogate model; repeatable.")],
+        "--surrogate", "-s", help="Surrogate model: a run folder (from `modelsafe train`) or a model spec "
+                                  "timm:<name> / torchvision:<name>; repeatable.")],
     target: Annotated[list[str] | None, typer.Option(
-        "--target", "-t", help="Run folder of a model to transfer to; repeatable. The surrogates are always "
-                               "tested too (their cells are white-box).")] = None,
+        "--target", "-t", help="Model to transfer to (run folder or model spec); repeatable. The surrogates are "
+                               "always tested too (their cells are white-box).")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset to attack, e.g. imagenet-compatible; needed when no run folder is given (run folders "
+             "bring theirs, which it must then match).")] = None,
+    pretrained: Annotated[bool, typer.Option(
+        "--pretrained/--no-pretrained", help="Load the library's pretrained weights into model specs (downloaded "
+                                             "once); default: random weights drawn from --seed.")] = False,
+    image_size: Annotated[int | None, typer.Option(
+        help="Input size of model specs (default: each model's native one, e.g. 299 for Inception); images are "
+             "resized inside the model. Resize the dataset itself with --dataset-option image_size=N.")] = None,
     attacks: Annotated[str, typer.Option(help="Comma-separated attack presets, or 'all' (see docs/attacks.md).")]
     = "mi-fgsm,smi-fgrm",
     eps: Annotated[str, typer.Option(help="L-infinity budget in [0, 1] pixel units, e.g. 16/255 or 0.1.")] = "16/255",
@@ -61,13 +123,16 @@ def attack(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     data_root: DataRootOpt = None,
+    dataset_option: DatasetOptionOpt = None,
     progress: ProgressOpt = True,
     config: ConfigOpt = None,
 ) -> None:
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
     transfer.csv, transfer.md and examples.png (clean / adversarial / perturbation)."""
     del config
+    from modelsafe._checks import check_positive_int
     from modelsafe.adversarial import Ensemble, example_grid, list_attacks, transfer_matrix
+    from modelsafe.data import load_dataset
     from modelsafe.report.io import write_csv, write_json, write_text
     from modelsafe.targets import load_target
     from modelsafe.utils import resolve_device
@@ -81,39 +146,60 @@ def attack(
     dev = resolve_device(device)
     surrogate_paths, target_paths = list(surrogate), [t for t in (target or []) if t not in surrogate]
     if not surrogate_paths:
-        raise ModelsafeError("give at least one --surrogate run folder")
-    loaded, dataset = {}, None
-    for name, path in zip(_names(surrogate_paths + target_paths), surrogate_paths + target_paths):
-        model, data, _, cfg = load_target(path, device=dev, data_root=data_root)
-        if dataset is not None and data.info.name != dataset.info.name:
-            raise ModelsafeError(f"run {path} uses dataset {data.info.name!r}, the others {dataset.info.name!r}")
-        dataset = data
-        loaded[name] = (path, model, cfg)
-    surrogate_names = list(loaded)[:len(surrogate_paths)]
-    models = {name: m for name, (_, m, _) in loaded.items()}
+        raise ModelsafeError("give at least one --surrogate (run folder or model spec)")
+    values = surrogate_paths + target_paths
+    specs = {v for v in values if is_model_spec(v)}
+    folders = [v for v in values if v not in specs]
+    if not specs and (pretrained or image_size is not None):
+        raise ModelsafeError("--pretrained and --image-size apply to timm:/torchvision: model specs only")
+    if image_size is not None:
+        check_positive_int("--image-size", image_size)
+    if not folders and dataset is None:
+        raise ModelsafeError("all models are timm:/torchvision: specs, so give the data to attack: --dataset "
+                             "(e.g. --dataset imagenet-compatible --data-root path/to/images)")
+    if folders and dataset_option:
+        raise ModelsafeError("--dataset-option cannot be combined with run folders: they record their dataset's "
+                             "options")
+    data, runs = None, {}
+    for path in folders:
+        model, run_data, _, cfg = load_target(path, device=dev, data_root=data_root)
+        expected, source = (data.info.name, "the other runs use") if data else (dataset, "--dataset says")
+        if expected is not None and run_data.info.name != expected:
+            raise ModelsafeError(f"run {path} uses dataset {run_data.info.name!r}, but {source} {expected!r}")
+        data = run_data
+        runs[path] = (model, {"path": path, "model": cfg.get("model"), "width": cfg.get("width")})
+    if data is None:
+        data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
+    models, described = {}, {}
+    for name, value in zip(_names(values), values):
+        if value in specs:
+            model = load_model_spec(value, data, pretrained=pretrained, image_size=image_size, seed=seed, device=dev)
+            models[name], described[name] = model, {"model": value, "pretrained": pretrained,
+                                                    "input_size": list(model.input_size)}
+        else:
+            models[name], described[name] = runs[value]
+    surrogate_names = list(models)[:len(surrogate_paths)]
     if ensemble and len(surrogate_names) > 1:
         surrogates = {"ensemble(" + "+".join(surrogate_names) + ")":
                       Ensemble([models[n] for n in surrogate_names], memory_saving=memory_saving)}
     else:
         surrogates = {n: models[n] for n in surrogate_names}
-    test = dataset.test
+    test = data.test
     n = min(images, len(test))
     subset = test.subset(range(n))
     result = transfer_matrix(names, surrogates, models, subset, eps=eps_value, steps=steps, batch_size=batch_size,
                              chunk_size=chunk_size, quantize=quantize, labels=labels, seed=seed, device=dev,
                              progress=progress, examples=min(examples, n, batch_size))
 
-    folder = Path(out or Path("runs") / f"attack-{dataset.info.name}-s{seed}")
-    report = {**result.to_dict(), "dataset": dataset.info.name,
-              "runs": {name: {"path": str(p), "model": c.get("model"), "width": c.get("width")}
-                       for name, (p, _, c) in loaded.items()}}
+    folder = Path(out or Path("runs") / f"attack-{data.info.name}-s{seed}")
+    report = {**result.to_dict(), "dataset": data.info.name, "models": described}
     write_json(folder / "transfer.json", report)
     per_attack = {(r["attack"], r["surrogate"]): r for r in result.attacks}
     write_csv(folder / "transfer.csv", [
         {**c, **{k: v for k, v in per_attack[(c["attack"], c["surrogate"])].items() if k != "spec"}}
         for c in result.cells])
     clean = "\n".join(f"| {k} | {100 * v:.1f} |" for k, v in result.clean_accuracy.items())
-    text = (f"# Transfer attacks on {dataset.info.name}\n\n{n} test images, eps = {eps} ({eps_value:.4f}), "
+    text = (f"# Transfer attacks on {data.info.name}\n\n{n} test images, eps = {eps} ({eps_value:.4f}), "
             f"labels = {labels}, quantize = {quantize}, seed = {seed}. Cells: attack success rate (%); "
             f"`*` = white-box.\n\n## Success over all images\n\n{result.markdown('all')}\n"
             f"## Success over images the target classified correctly\n\n{result.markdown('correct')}\n"
