@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from modelsafe.commands._options import ConfigOpt, DataRootOpt, DeviceOpt, DownloadOpt, ProgressOpt, SeedOpt
-from modelsafe.compress.methods import CompressOptions, list_methods
+from modelsafe.compress.methods import CompressOptions, get_method, list_methods
 from modelsafe.compress.methods import compress as run_method
 from modelsafe.data import MembershipSplit, get_recipe, load_dataset
 from modelsafe.report.run import RunFolder
@@ -68,6 +68,7 @@ def compress(
     options = CompressOptions(density=density, train=train, distribution=distribution,
                               update_interval=update_interval, drop_fraction=drop_fraction, end=end,
                               dense_first=dense_first, finetune_epochs=finetune_epochs).validate()
+    get_method(method)  # an unknown name fails here, before the data is loaded and the run folder is created
     spec = get_recipe(split, members=members, validation=validation)
     data = load_dataset(dataset, root=data_root, download=download)
     split_obj = MembershipSplit.create(data, spec, seed=seed)

@@ -103,6 +103,10 @@ def compare(methods: Sequence[str], dataset: Dataset, model_name: str = "cnn", *
         get_method(name)  # unknown names fail here, before any training
     if not seeds:
         raise ModelsafeError("compare needs at least one seed")
+    from modelsafe.privacy.registry import mia_entry
+
+    for name in audit_attacks:
+        mia_entry(name)  # as are unknown audit attacks (the audit runs only after the first training)
     options = options.validate()
     out = Path(out)
     rows = []

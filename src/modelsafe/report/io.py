@@ -34,22 +34,33 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def _finite(obj):
+    """``obj`` with every non-finite float (inf, nan) replaced by None, recursively (JSON has no such numbers).
+    ``json.dumps`` never passes floats to ``default``, so this runs before dumping."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _jsonable(obj):
     if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _finite(obj.tolist())
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars (a scalar's tolist() is a Python number)
+        return _finite(obj.tolist())
+    if hasattr(obj, "item") and callable(obj.item):
+        return _finite(obj.item())
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def write_json(path: str | os.PathLike, data) -> Path:
-    return write_text(path, json.dumps(data, indent=2, default=_jsonable, allow_nan=False) + "\n")
+    """``data`` as indented JSON; non-finite floats (e.g. ε = inf without DP noise) are written as null."""
+    return write_text(path, json.dumps(_finite(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike):

@@ -1,0 +1,242 @@
+"""compare(): every method on one membership split per seed, each result audited afresh; resumable.
+
+One module-wide comparison (four methods, two seeds, tiny MLP on blobs) feeds most tests; spies record what
+every training run and every attacker saw, so data separation is checked on the real run."""
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import statistics
+
+import pytest
+import torch
+
+from modelsafe.compress import CompressOptions
+from modelsafe.compress import compare as compare_module
+from modelsafe.compress.compare import audit_model as real_audit
+from modelsafe.compress.compare import compare
+from modelsafe.compress.methods import compress as real_compress
+from modelsafe.data import MembershipSplit, SplitSpec
+from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.privacy.base import MembershipAttack
+from modelsafe.privacy.learned import LearnedAttack
+from modelsafe.report.io import read_json, write_json
+from modelsafe.training import TrainConfig
+
+from ..conftest import make_blobs
+
+METHODS = ["rigl", "bmia-safecompress", "dp-sgd-sparse", "label-smoothing"]
+SEEDS = (0, 1)
+DENSITY = 0.2
+SPEC = SplitSpec(members=240, validation=60, nonmember_source="train", reference=120, eval_nonmembers=120)
+OPTIONS = CompressOptions(
+    density=DENSITY, train=TrainConfig(epochs=2, batch_size=48, lr=0.05), update_interval=3, end=0.9,
+    extra={"safecompress": {"refresh_steps": 5, "attacker_batch_size": 16, "probe_steps": 2,
+                            "validation_samples": 60, "minmax_start": 0.5},
+           "dp": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}})
+AUDIT_OPTIONS = {"blackbox-nn": {"epochs": 2, "batch_size": 128}, "whitebox": {"epochs": 2, "batch_size": 128}}
+
+
+def digests(x: torch.Tensor) -> set[bytes]:
+    return {hashlib.sha1(row.numpy().tobytes()).digest() for row in x.float().contiguous()}
+
+
+def run_compare(data, out, methods=METHODS, seeds=SEEDS, options=OPTIONS, **kw):
+    return compare(methods, data, "mlp", options=options, split=SPEC, seeds=seeds, width=0.25, out=out,
+                   device="cpu", attack_options=AUDIT_OPTIONS, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_blobs(n_train=700, n_test=100, num_classes=4, size=8, seed=1)
+
+
+@pytest.fixture(scope="module")
+def compared(data, tmp_path_factory):
+    """(out folder, compare's return value, {(method, seed): what that run's training and attackers saw})."""
+    out = tmp_path_factory.mktemp("compare")
+    seen: dict[tuple, dict] = {}
+    current: list = []
+    original_compress = compare_module.compress
+    original_fit, original_evaluate = MembershipAttack.fit, MembershipAttack.evaluate
+    original_partial, original_score_model = LearnedAttack.partial_fit, LearnedAttack.score_model
+
+    def record(key, *sets):
+        entry = seen[current[-1]].setdefault(key, [])
+        entry.append(tuple(digests(s.x) for s in sets))
+
+    def spy_compress(method, model, train_data, options, *, seed, **kw):
+        current.append((method, seed))
+        seen[(method, seed)] = {"train": digests(train_data.x)}
+        return original_compress(method, model, train_data, options, seed=seed, **kw)
+
+    def spy_fit(self, target, members, nonmembers):
+        record("audit_fit", members, nonmembers)
+        return original_fit(self, target, members, nonmembers)
+
+    def spy_evaluate(self, target, members, nonmembers, **kw):
+        record("audit_eval", members, nonmembers)
+        return original_evaluate(self, target, members, nonmembers, **kw)
+
+    def spy_partial(self, target, members, nonmembers, steps=1):
+        record("safety", members, nonmembers)
+        return original_partial(self, target, members, nonmembers, steps)
+
+    def spy_score_model(self, target, members, nonmembers):
+        record("safety", members, nonmembers)
+        return original_score_model(self, target, members, nonmembers)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compare_module, "compress", spy_compress)
+        mp.setattr(MembershipAttack, "fit", spy_fit)
+        mp.setattr(MembershipAttack, "evaluate", spy_evaluate)
+        mp.setattr(LearnedAttack, "partial_fit", spy_partial)
+        mp.setattr(LearnedAttack, "score_model", spy_score_model)
+        result = run_compare(data, out)
+    return out, result, seen
+
+
+def test_writes_every_output_and_one_run_folder_per_method_and_seed(compared):
+    out, result, _ = compared
+    for name in ("table.md", "results.csv", "results.json", "tradeoff.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for method in METHODS:
+        for seed in SEEDS:
+            run = out / method / f"seed{seed}"
+            assert (run / "result.json").is_file() and (run / "model.sparse.safetensors").is_file()
+            assert read_json(run / "result.json")["row"]["method"] == method
+    assert (out / "bmia-safecompress" / "seed0" / "train" / "selection.json").is_file()
+    assert [(r["method"], r["seed"]) for r in result["rows"]] == [(m, s) for s in SEEDS for m in METHODS]
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["method"], int(r["seed"])) for r in rows] == [(m, s) for s in SEEDS for m in METHODS]
+    saved = read_json(out / "results.json")
+    assert saved["seeds"] == list(SEEDS) and saved["model"] == "mlp" and saved["dataset"] == "blobs"
+    assert saved["summary"] == json.loads(json.dumps(result["summary"]))
+    table = (out / "table.md").read_text()
+    assert all(f"| {m} |" in table for m in METHODS) and "bmia_advantage" in table and "±" in table
+    # one membership split per seed, shared by every method of that seed
+    splits = [MembershipSplit.load(out / f"split-seed{s}.json") for s in SEEDS]
+    assert not torch.equal(splits[0]["members"].sort().values, splits[1]["members"].sort().values)
+
+
+def test_summary_has_mean_and_std_per_method(compared):
+    _, result, _ = compared
+    summary = result["summary"]
+    assert [e["method"] for e in summary] == METHODS
+    for entry in summary:
+        mine = [r for r in result["rows"] if r["method"] == entry["method"]]
+        assert entry["seeds"] == len(SEEDS) == len(mine)
+        for key in ("task_accuracy", "bmia_advantage", "wmia_advantage", "bmia_auc", "density", "export_bytes"):
+            values = [r[key] for r in mine]
+            assert entry[key] == pytest.approx(statistics.fmean(values)), key
+            assert entry[key + "_std"] == pytest.approx(statistics.stdev(values)), key
+        assert 0.0 <= entry["task_accuracy"] <= 1.0 and -1.0 <= entry["bmia_advantage"] <= 1.0
+
+
+def test_sparse_methods_hold_the_target_density(compared):
+    out, result, _ = compared
+    for row in result["rows"]:
+        assert row["density"] == pytest.approx(DENSITY, abs=2e-3), row["method"]
+        assert row["export_bytes"] < row["dense_bytes"] / 2, row["method"]
+        info = read_json(out / row["method"] / f"seed{row['seed']}" / "result.json")["info"]
+        assert info["params"]["nonzero"] < 0.5 * info["params"]["total"]
+
+
+def test_dp_rows_report_a_finite_epsilon(compared):
+    out, result, _ = compared
+    for row in result["rows"]:
+        if row["method"] == "dp-sgd-sparse":
+            assert isinstance(row["epsilon"], float) and math.isfinite(row["epsilon"]) and row["epsilon"] > 0
+        else:
+            assert row["epsilon"] is None
+    by_method = {e["method"]: e for e in result["summary"]}
+    assert math.isfinite(by_method["dp-sgd-sparse"]["epsilon"])
+    assert "epsilon" not in by_method["rigl"]
+    assert f"{by_method['dp-sgd-sparse']['epsilon']:.2f}" in (out / "table.md").read_text()
+
+
+def test_audit_data_is_separated_from_attacker_and_training_data(data, compared):
+    out, _, seen = compared
+    pool = data.pool()
+    assert set(seen) == {(m, s) for m in METHODS for s in SEEDS}
+    for (method, seed), record in seen.items():
+        split = MembershipSplit.load(out / f"split-seed{seed}.json")
+        sets = {name: digests(pool.x[split[name]]) for name in
+                ("members", "attack_known_members", "attack_reference", "eval_members", "eval_nonmembers")}
+        train = record["train"]
+        assert train == sets["members"], (method, seed)  # trained on exactly the split's members
+        assert len(record["audit_fit"]) == len(record["audit_eval"]) == 2  # blackbox-nn and whitebox
+        for known, reference in record["audit_fit"]:
+            assert known == sets["attack_known_members"] and reference == sets["attack_reference"]
+        for members, nonmembers in record["audit_eval"]:
+            assert members == sets["eval_members"] and nonmembers == sets["eval_nonmembers"]
+        attacker_known = sets["attack_known_members"] | sets["attack_reference"]
+        evaluation = sets["eval_members"] | sets["eval_nonmembers"]
+        assert not attacker_known & evaluation
+        assert sets["eval_members"] <= train and not sets["eval_nonmembers"] & train
+        assert sets["attack_known_members"] <= train and not sets["attack_reference"] & train
+        safety = set().union(*(s for pair in record.get("safety", []) for s in pair))
+        if method == "bmia-safecompress":  # SafeCompress's own attackers see attacker-known data only
+            assert safety and safety <= attacker_known and not safety & evaluation
+        else:
+            assert not safety
+
+
+def test_second_call_reuses_result_json(data, compared, tmp_path, monkeypatch):
+    source, first, _ = compared
+    out = tmp_path / "again"
+    shutil.copytree(source, out)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished (method, seed) was run again")
+
+    monkeypatch.setattr(compare_module, "compress", must_not_run)
+    monkeypatch.setattr(compare_module, "audit_model", must_not_run)
+    again = run_compare(data, out)
+    assert again["rows"] == json.loads(json.dumps(first["rows"]))
+    # a missing result.json is the only run redone
+    (out / "rigl" / "seed1" / "result.json").unlink()
+    calls = []
+
+    def counting(method, *args, seed, **kwargs):
+        calls.append((method, seed))
+        return real_compress(method, *args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(compare_module, "compress", counting)
+    monkeypatch.setattr(compare_module, "audit_model", real_audit)
+    third = run_compare(data, out)
+    assert calls == [("rigl", 1)]
+    assert (out / "rigl" / "seed1" / "result.json").is_file()
+    assert len(third["rows"]) == len(first["rows"])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"methods": ["rigl", "prune"]}, UnknownNameError,
+     r"unknown compression method 'prune'; valid names: .*bmia-safecompress.*dp-sgd-sparse.*rigl"),
+    ({"methods": []}, ModelsafeError, "at least one method"),
+    ({"seeds": ()}, ModelsafeError, "at least one seed"),
+    ({"options": CompressOptions(density=0.0)}, ModelsafeError, "density"),
+    ({"options": CompressOptions(density=1.5)}, ModelsafeError, "density"),
+    ({"audit_attacks": ["blackbox-nn", "xmia"]}, UnknownNameError,
+     r"unknown membership attack 'xmia'.*whitebox"),
+])
+def test_bad_input_fails_before_any_training(data, tmp_path, monkeypatch, kwargs, error, match):
+    def must_not_run(*args, **kw):
+        raise AssertionError("training started despite bad input")
+
+    monkeypatch.setattr(compare_module, "compress", must_not_run)
+    monkeypatch.setattr(compare_module, "init_model", must_not_run)
+    with pytest.raises(error, match=match):
+        run_compare(data, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    """ε is inf for DP-SGD without noise; results.json/result.json must still be written (as null)."""
+    path = write_json(tmp_path / "r.json", {"epsilon": float("inf"), "auc": [0.5, float("nan")],
+                                            "t": torch.tensor([1.0, float("-inf")])})
+    assert read_json(path) == {"epsilon": None, "auc": [0.5, None], "t": [1.0, None]}
