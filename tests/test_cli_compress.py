@@ -17,7 +17,7 @@ def test_compress_with_bmia_safecompress(tmp_path):
     out = tmp_path / "run"
     # 20 steps, one mask update (the CLI keeps SafeCompress's default 100 attacker steps per selection)
     res = runner.invoke(app, ["compress", "--method", "bmia-safecompress", *TINY, "--update-interval", "10",
-                              "--split", "small", "--members", "300", "--validation", "100", "--out", str(out)])
+                              "--option", "safecompress.refresh_steps=7", "--split", "small", "--members", "300", "--validation", "100", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "bmia-safecompress: test accuracy" in res.output and "sparse bytes" in res.output
     for name in ("config.json", "split.json", "metrics.json", "weights.safetensors", "weights.sparse.safetensors",
@@ -27,6 +27,7 @@ def test_compress_with_bmia_safecompress(tmp_path):
     assert metrics["method"] == "bmia-safecompress" and metrics["density"] == pytest.approx(0.1, abs=1e-3)
     log = json.loads((out / "selection.json").read_text())["log"]
     assert metrics["selections"] == len(log) >= 1 and metrics["config"]["tests"] == ["bmia"]
+    assert metrics["config"]["refresh_steps"] == 7
     assert metrics["export"]["ratio"] > 3
     assert json.loads((out / "config.json").read_text())["method"] == "bmia-safecompress"
 
@@ -36,7 +37,8 @@ def test_compare_rigl_and_bmia_safecompress(tmp_path):
     res = runner.invoke(app, ["compare", "--methods", "rigl, bmia-safecompress", *TINY, "--update-interval", "5",
                               "--seeds", "0",
                               "--members", "200", "--option", "safecompress.refresh_steps=5",
-                              "--option", "safecompress.probe_steps=1", "--audit", "loss", "--out", str(out)])
+                              "--option", "safecompress.probe_steps=1", "--audit", "loss,blackbox-nn",
+                              "--audit-epochs", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "| rigl |" in res.output and "| bmia-safecompress |" in res.output and "table.md" in res.output
     for name in ("table.md", "results.csv", "results.json", "tradeoff.png", "split-seed0.json"):
@@ -46,7 +48,8 @@ def test_compare_rigl_and_bmia_safecompress(tmp_path):
     assert all(e["density"] == pytest.approx(0.1, abs=1e-3) for e in summary)
     result = json.loads((out / "bmia-safecompress" / "seed0" / "result.json").read_text())
     assert result["info"]["config"]["refresh_steps"] == 5 and result["info"]["config"]["probe_steps"] == 1
-    assert set(result["audit"]) == {"loss"}
+    assert set(result["audit"]) == {"loss", "blackbox-nn"}
+    assert "bmia_advantage" in (out / "table.md").read_text()
 
 
 def must_not_run(*args, **kwargs):
@@ -61,6 +64,7 @@ def must_not_run(*args, **kwargs):
     (["compare", "--methods", "rigl", "--density", "0"], "density must lie in (0, 1], got 0.0"),
     (["compare", "--methods", "rigl", "--density", "1.5"], "density must lie in (0, 1], got 1.5"),
     (["compare", "--methods", "rigl", "--audit", "xmia"], "unknown membership attack 'xmia'"),
+    (["compress", "--method", "bmia-safecompress", "--option", "safecompress.probe_step=3"], "probe_step"),
 ])
 def test_bad_input_exits_2_before_training(tmp_path, monkeypatch, args, message):
     monkeypatch.setattr("modelsafe.commands.compress.run_method", must_not_run)

@@ -214,6 +214,34 @@ def test_second_call_reuses_result_json(data, compared, tmp_path, monkeypatch):
     assert len(third["rows"]) == len(first["rows"])
 
 
+def test_a_finished_run_with_other_settings_is_refused(data, compared, tmp_path):
+    source, _, _ = compared
+    out = tmp_path / "changed"
+    shutil.copytree(source, out)
+    longer = CompressOptions(**{**OPTIONS.to_dict(), "train": TrainConfig(epochs=3, batch_size=48, lr=0.05)})
+    with pytest.raises(ModelsafeError, match=r"other settings \(options\.train\.epochs: 2 -> 3\)"):
+        run_compare(data, out, options=longer)
+
+
+def test_missing_audit_attacks_run_on_the_saved_weights(data, compared, tmp_path, monkeypatch):
+    source, first, _ = compared
+    out = tmp_path / "more-audits"
+    shutil.copytree(source, out)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished (method, seed) was trained again")
+
+    monkeypatch.setattr(compare_module, "compress", must_not_run)
+    again = run_compare(data, out, methods=["rigl"], seeds=(0,), audit_attacks=["blackbox-nn", "whitebox", "loss"])
+    row = again["rows"][0]
+    old = next(r for r in first["rows"] if r["method"] == "rigl" and r["seed"] == 0)
+    assert row["bmia_advantage"] == old["bmia_advantage"]  # kept, not recomputed
+    assert 0.0 <= row["loss_auc"] <= 1.0 and -1.0 <= row["loss_advantage"] <= 1.0
+    assert set(read_json(out / "rigl" / "seed0" / "result.json")["audit"]) == {"blackbox-nn", "whitebox", "loss"}
+    table = (out / "table.md").read_text()
+    assert "loss_advantage" in table and "bmia_advantage" in table
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"methods": ["rigl", "prune"]}, UnknownNameError,
      r"unknown compression method 'prune'; valid names: .*bmia-safecompress.*dp-sgd-sparse.*rigl"),

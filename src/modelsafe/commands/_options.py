@@ -43,6 +43,10 @@ DatasetOptionOpt = Annotated[list[str] | None, typer.Option(
     "--dataset-option", help="Dataset loader option KEY=VALUE (repeatable; VALUE is parsed as YAML), e.g. "
                              "--dataset-option test_fraction=0.3.")]
 
+MethodOptionOpt = Annotated[list[str] | None, typer.Option(
+    "--option", help="Method option KEY=VALUE (repeatable; VALUE parsed as YAML), e.g. safecompress.probe_steps=10, "
+                     "dp.noise_multiplier=0.5, label_smoothing=0.2.")]
+
 
 def parse_key_values(items: list[str] | None) -> dict:
     """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
@@ -52,4 +56,18 @@ def parse_key_values(items: list[str] | None) -> dict:
         if not sep or not key:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
         out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def parse_method_options(items: list[str] | None) -> dict:
+    """``["safecompress.probe_steps=3"]`` → ``{"safecompress": {"probe_steps": 3}}`` (dots nest)."""
+    out: dict = {}
+    for key, value in parse_key_values(items).items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise typer.BadParameter(f"--option {key}: {part!r} is given both as a value and as a group")
+        node[leaf] = value
     return out

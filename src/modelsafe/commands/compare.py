@@ -11,21 +11,11 @@ from modelsafe.commands._options import (
     DataRootOpt,
     DatasetOptionOpt,
     DeviceOpt,
+    MethodOptionOpt,
     ProgressOpt,
     parse_key_values,
+    parse_method_options,
 )
-
-
-def _nest(flat: dict) -> dict:
-    """``{"safecompress.probe_steps": 3}`` → ``{"safecompress": {"probe_steps": 3}}``."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
 
 
 def compare(
@@ -43,10 +33,10 @@ def compare(
     split: Annotated[str, typer.Option(help="Membership split recipe: small (2,500 members) or safecompress.")]
     = "small",
     members: Annotated[int | None, typer.Option(help="Override the recipe's member count.")] = None,
-    option: Annotated[list[str] | None, typer.Option(
-        "--option", help="Method option KEY=VALUE (repeatable), e.g. safecompress.probe_steps=10, "
-                         "dp.noise_multiplier=0.5, label_smoothing=0.2.")] = None,
+    option: MethodOptionOpt = None,
     audit: Annotated[str, typer.Option(help="Comma-separated final-audit attacks.")] = "blackbox-nn,whitebox",
+    audit_epochs: Annotated[int | None, typer.Option(help="Epochs of the learned audit attackers (blackbox-nn, "
+                                                         "whitebox; default: their own, 100).")] = None,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/compare",
     device: DeviceOpt = "auto",
     data_root: DataRootOpt = None,
@@ -68,11 +58,16 @@ def compare(
     except ValueError:
         raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     recipe = get_recipe(split, members=members)
-    options = CompressOptions(density=density, update_interval=update_interval, extra=_nest(parse_key_values(option)),
+    options = CompressOptions(density=density, update_interval=update_interval, extra=parse_method_options(option),
                               train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr))
+    if audit_epochs is not None and audit_epochs < 1:
+        raise typer.BadParameter(f"--audit-epochs must be >= 1, got {audit_epochs}")
+    audit_names = [a.strip() for a in audit.split(",") if a.strip()]
+    learned = {"blackbox-nn", "whitebox", "shadow"}
+    attack_options = {a: {"epochs": audit_epochs} for a in audit_names if a in learned} if audit_epochs else None
     data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
     result = run_compare([m.strip() for m in methods.split(",") if m.strip()], data, model, options=options,
                          split=recipe, seeds=seed_list, width=width, out=out, device=device,
-                         audit_attacks=[a.strip() for a in audit.split(",") if a.strip()], progress=progress)
+                         audit_attacks=audit_names, attack_options=attack_options, progress=progress)
     typer.echo(format_table(result["summary"]))
     typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")

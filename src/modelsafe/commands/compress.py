@@ -8,8 +8,17 @@ from typing import Annotated
 
 import typer
 
-from modelsafe.commands._options import ConfigOpt, DataRootOpt, DeviceOpt, DownloadOpt, ProgressOpt, SeedOpt
-from modelsafe.compress.methods import CompressOptions, get_method, list_methods
+from modelsafe.commands._options import (
+    ConfigOpt,
+    DataRootOpt,
+    DeviceOpt,
+    DownloadOpt,
+    MethodOptionOpt,
+    ProgressOpt,
+    SeedOpt,
+    parse_method_options,
+)
+from modelsafe.compress.methods import CompressOptions, check_method, list_methods
 from modelsafe.compress.methods import compress as run_method
 from modelsafe.data import MembershipSplit, get_recipe, load_dataset
 from modelsafe.report.run import RunFolder
@@ -49,6 +58,7 @@ def compress(
                                             "safecompress (all train samples) or small.")] = "safecompress",
     members: Annotated[int | None, typer.Option(help="Override the recipe's member count.")] = None,
     validation: Annotated[int | None, typer.Option(help="Override the recipe's validation size.")] = None,
+    option: MethodOptionOpt = None,
     out: Annotated[str | None, typer.Option(help="Run folder (default runs/<dataset>-<model>-<method>-"
                                                     "d<density>-s<seed>).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run folder that holds a different run.")] = False,
@@ -67,8 +77,9 @@ def compress(
                         weight_decay=weight_decay, schedule=schedule, augment=augment)
     options = CompressOptions(density=density, train=train, distribution=distribution,
                               update_interval=update_interval, drop_fraction=drop_fraction, end=end,
-                              dense_first=dense_first, finetune_epochs=finetune_epochs).validate()
-    get_method(method)  # an unknown name fails here, before the data is loaded and the run folder is created
+                              dense_first=dense_first, finetune_epochs=finetune_epochs,
+                              extra=parse_method_options(option)).validate()
+    check_method(method, options)  # bad names and options fail here, before any data is loaded or written
     spec = get_recipe(split, members=members, validation=validation)
     data = load_dataset(dataset, root=data_root, download=download)
     split_obj = MembershipSplit.create(data, spec, seed=seed)

@@ -10,17 +10,19 @@ resumes where it stopped. The table (Markdown, CSV, JSON) reports mean ± std ov
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from modelsafe.compress.methods import CompressOptions, compress, get_method
+from modelsafe.compress.methods import CompressOptions, check_method, compress
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec
 from modelsafe.errors import ModelsafeError
 from modelsafe.report.io import markdown_table, read_json, write_csv, write_json, write_text
@@ -29,8 +31,6 @@ from modelsafe.training import evaluate
 from modelsafe.utils import derive_seed, resolve_device
 
 AUDIT_ATTACKS = ("blackbox-nn", "whitebox")
-COLUMNS = ("method", "task_accuracy", "bmia_accuracy", "bmia_advantage", "wmia_accuracy", "wmia_advantage",
-           "bmia_auc", "bmia_tpr@0.1%", "density", "export_bytes", "seconds", "epsilon")
 _SHORT = {"blackbox-nn": "bmia", "whitebox": "wmia"}
 
 
@@ -56,16 +56,49 @@ def audit_model(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit
     return out
 
 
+def _row(method: str, seed: int, task_accuracy: float, info: dict, export, seconds: float) -> dict:
+    return {"method": method, "seed": seed, "task_accuracy": task_accuracy, "density": info.get("density"),
+            "export_bytes": export.sparse_bytes, "dense_bytes": export.dense_bytes, "seconds": seconds,
+            "epsilon": info.get("epsilon")}
+
+
+def _add_audit(row: dict, audit: dict[str, dict]) -> None:
+    for name, figures in audit.items():
+        short = _SHORT.get(name, name)
+        row[f"{short}_accuracy"], row[f"{short}_advantage"] = figures["accuracy"], figures["advantage"]
+        row[f"{short}_auc"] = figures["auc"]
+        row[f"{short}_tpr@0.1%"] = figures["tpr_at_fpr"].get("0.001")
+
+
 def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: str, options: CompressOptions, *,
             width: float, seed: int, device: str | torch.device | None, out: Path, audit_attacks: Sequence[str],
             attack_options: dict | None, progress: bool) -> dict:
-    """Compress, evaluate and audit one (method, seed); reuses ``out/result.json`` when it exists."""
-    from modelsafe.sparse import export_sparse
+    """Compress, evaluate and audit one (method, seed).
 
-    result_path = out / "result.json"
-    if result_path.is_file():
-        return read_json(result_path)
+    A finished run (``out/result.json``) is reused when it was made with the same settings (otherwise an error
+    names the folder); audit attacks it lacks are run on its saved weights and added."""
+    from modelsafe.sparse import export_sparse, load_sparse
+
+    settings = {"method": method, "model": model_name, "width": width, "dataset": dataset.info.name,
+                "seed": seed, "options": options.to_dict(), "split": {"spec": asdict(split.spec), "seed": split.seed}}
+    settings = json.loads(json.dumps(settings, default=str))
+    result_path, weights_path = out / "result.json", out / "model.sparse.safetensors"
     dev = resolve_device(device)
+    if result_path.is_file():
+        result = read_json(result_path)
+        if result.get("settings", settings) != settings:
+            raise ModelsafeError(f"{out} holds a run made with other settings ({_difference(result['settings'], settings)});"
+                                 " use another output folder or delete it")
+        missing = [a for a in audit_attacks if a not in result["audit"]]
+        if missing:
+            model = init_model(model_name, dataset, width, seed)
+            model.load_state_dict(load_sparse(weights_path))
+            extra = audit_model(model.to(dev).eval(), dataset, split, missing, seed=seed, device=dev,
+                                attack_options=attack_options)
+            result["audit"].update(extra)
+            _add_audit(result["row"], extra)
+            write_json(result_path, result)
+        return result
     model = init_model(model_name, dataset, width, seed)
     pool = dataset.pool()
     members = split.data(dataset, "members", pool)
@@ -73,21 +106,27 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     compressed, info = compress(method, model, members, options, seed=seed, device=dev, run_dir=out / "train",
                                 progress=progress, dataset=dataset, split=split)
     seconds = time.perf_counter() - start
-    export = export_sparse(compressed, out / "model.sparse.safetensors")
+    export = export_sparse(compressed, weights_path)
     audit = audit_model(compressed, dataset, split, audit_attacks, seed=seed, device=dev,
                         attack_options=attack_options)
-    row = {"method": method, "seed": seed, "task_accuracy": evaluate(compressed, dataset.test, device=dev)["accuracy"],
-           "density": info.get("density"), "export_bytes": export.sparse_bytes, "dense_bytes": export.dense_bytes,
-           "seconds": seconds, "epsilon": info.get("epsilon")}
-    for name, figures in audit.items():
-        short = _SHORT.get(name, name)
-        row[f"{short}_accuracy"], row[f"{short}_advantage"] = figures["accuracy"], figures["advantage"]
-        row[f"{short}_auc"] = figures["auc"]
-        row[f"{short}_tpr@0.1%"] = figures["tpr_at_fpr"].get("0.001")
-    result = {"row": row, "audit": audit, "info": {k: v for k, v in info.items() if k != "history"},
-              "history": info.get("history")}
+    row = _row(method, seed, evaluate(compressed, dataset.test, device=dev)["accuracy"], info, export, seconds)
+    _add_audit(row, audit)
+    result = {"row": row, "audit": audit, "settings": settings,
+              "info": {k: v for k, v in info.items() if k != "history"}, "history": info.get("history")}
     write_json(result_path, result)
     return result
+
+
+def _difference(old: dict, new: dict, prefix: str = "") -> str:
+    """The first setting that differs, as ``key: old -> new``."""
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a != b:
+                return _difference(a, b, f"{prefix}{key}.")
+        elif a != b:
+            return f"{prefix}{key}: {a!r} -> {b!r}"
+    return "none"
 
 
 def compare(methods: Sequence[str], dataset: Dataset, model_name: str = "cnn", *, options: CompressOptions,
@@ -99,15 +138,15 @@ def compare(methods: Sequence[str], dataset: Dataset, model_name: str = "cnn", *
     ``tradeoff.png`` into ``out``. Returns {"rows": per-run rows, "summary": mean/std rows}."""
     if not methods:
         raise ModelsafeError("compare needs at least one method")
+    options = options.validate()
     for name in methods:
-        get_method(name)  # unknown names fail here, before any training
+        check_method(name, options)  # unknown names and bad method options fail here, before any training
     if not seeds:
         raise ModelsafeError("compare needs at least one seed")
     from modelsafe.privacy.registry import mia_entry
 
     for name in audit_attacks:
         mia_entry(name)  # as are unknown audit attacks (the audit runs only after the first training)
-    options = options.validate()
     out = Path(out)
     rows = []
     runs = [(seed, method) for seed in seeds for method in methods]
@@ -157,12 +196,19 @@ def format_table(summary: Sequence[dict]) -> str:
             return f"{mean:.2f}"
         return f"{mean:.3f} ± {std:.3f}" if entry["seeds"] > 1 else f"{mean:.3f}"
 
-    columns = [c for c in COLUMNS if any(c in e for e in summary) or c == "method"]
+    audits = list(dict.fromkeys(k[:-len("_advantage")] for e in summary for k in e
+                                if k.endswith("_advantage") and not k.endswith("_std")))
+    audits.sort(key=lambda a: (a not in _SHORT.values(), a))  # bmia, wmia first, then the others by name
+    columns = ["method", "task_accuracy", *(f"{a}_{k}" for a in audits for k in ("accuracy", "advantage")),
+               *(f"{a}_auc" for a in audits), *(f"{a}_tpr@0.1%" for a in audits[:1]),
+               "density", "export_bytes", "seconds", "epsilon"]
+    columns = [c for c in columns if c == "method" or any(c in e for e in summary)]
     return markdown_table([{c: cell(e, c) for c in columns} for e in summary], columns)
 
 
 def plot_tradeoff(summary: Sequence[dict], path: str | os.PathLike) -> None:
-    """Privacy-utility scatter: task accuracy against black-box attack advantage, ±1 std error bars."""
+    """Privacy-utility scatter: task accuracy against the black-box attack advantage (or, without a
+    ``blackbox-nn`` audit, the first audit's), ±1 std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,16 +216,20 @@ def plot_tradeoff(summary: Sequence[dict], path: str | os.PathLike) -> None:
 
     from modelsafe.report.io import atomic_write
 
+    keys = [k for e in summary for k in e if k.endswith("_advantage")]
+    audit = "bmia" if "bmia_advantage" in keys else keys[0][:-len("_advantage")] if keys else None
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for entry in summary:
-        if "bmia_advantage" not in entry:
+        if audit is None or f"{audit}_advantage" not in entry:
             continue
-        ax.errorbar(entry["bmia_advantage"], entry["task_accuracy"], xerr=entry.get("bmia_advantage_std", 0),
+        ax.errorbar(entry[f"{audit}_advantage"], entry["task_accuracy"], xerr=entry.get(f"{audit}_advantage_std", 0),
                     yerr=entry.get("task_accuracy_std", 0), fmt="o", capsize=3, label=entry["method"])
-    ax.set_xlabel("black-box MIA advantage (2·acc − 1), lower is safer")
+    name = {"bmia": "black-box MIA"}.get(audit, f"{audit} MIA")
+    ax.set_xlabel(f"{name} advantage (2·acc − 1), lower is safer")
     ax.set_ylabel("task accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.has_data():
+        ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)

@@ -14,7 +14,7 @@ Options specific to a method come from ``CompressOptions.extra``: ``safecompress
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from modelsafe.compress.dp import DPConfig, fit_private
 from modelsafe.compress.methods import CompressOptions, CompressResult, _dst, _finish, register_method
@@ -28,15 +28,20 @@ def _safecompress_config(name: str, options: CompressOptions) -> SafeCompressCon
                 "density": options.density}
     if name == "advreg-dense":
         settings.pop("density")
-    fields = {**settings, **CONFIGS[name], **dict(options.extra.get("safecompress", {}))}
+    given = dict(options.extra.get("safecompress", {}))
+    unknown = sorted(set(given) - {f.name for f in fields(SafeCompressConfig)})
+    if unknown:
+        raise ModelsafeError(f"unknown SafeCompress option(s) {', '.join(unknown)}; valid: "
+                             + ", ".join(f.name for f in fields(SafeCompressConfig)))
+    values = {**settings, **CONFIGS[name], **given}
     if name != "safecompress-official":
-        fields.setdefault("update_end", options.end)
-    return SafeCompressConfig(**fields).validate()
+        values.setdefault("update_end", options.end)
+    return SafeCompressConfig(**values).validate()
 
 
 def _register_safecompress(name: str) -> None:
     @register_method(name, f"SafeCompress configuration {name!r} (see modelsafe.compress.safecompress)",
-                     needs_split=True)
+                     needs_split=True, check=lambda options: _safecompress_config(name, options))
     def run(model, train_data, options, *, seed, device, run_dir, progress, dataset, split) -> CompressResult:
         del train_data  # the members come from the split
         result = run_safecompress(model, dataset, split, _safecompress_config(name, options), options.train,
@@ -59,7 +64,7 @@ def _dp_config(options: CompressOptions) -> DPConfig:
         raise ModelsafeError(f"bad DP-SGD options {dict(options.extra.get('dp', {}))}: {exc}") from None
 
 
-@register_method("dp-sgd", "dense DP-SGD (Abadi et al. 2016) through Opacus; reports epsilon")
+@register_method("dp-sgd", "dense DP-SGD (Abadi et al. 2016) through Opacus; reports epsilon", check=_dp_config)
 def dp_sgd(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     result = fit_private(model, train_data, options.train, _dp_config(options), seed=seed, device=device,
                          run_dir=run_dir, progress=progress)
@@ -67,7 +72,8 @@ def dp_sgd(model, train_data, options, *, seed, device, run_dir, progress) -> Co
                                   "delta": result["delta"]})
 
 
-@register_method("dp-sgd-sparse", "DP-SGD with RigL dynamic sparsity (masks re-applied after each private step)")
+@register_method("dp-sgd-sparse", "DP-SGD with RigL dynamic sparsity (masks re-applied after each private step)",
+                 check=_dp_config)
 def dp_sgd_sparse(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = _dst(options, seed, prune="magnitude", grow="gradient")
     result = fit_private(model, train_data, options.train, _dp_config(options), callbacks=[callback], seed=seed,

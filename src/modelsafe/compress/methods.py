@@ -106,19 +106,22 @@ class MethodEntry:
     description: str
     fn: MethodFn
     needs_split: bool = False  # fn also takes dataset= and split= (the membership split)
+    check: Callable[[CompressOptions], object] | None = None  # validates the method's options before any work
 
 
 _METHODS: dict[str, MethodEntry] = {}
 
 
-def register_method(name: str, description: str, *, needs_split: bool = False) -> Callable[[MethodFn], MethodFn]:
+def register_method(name: str, description: str, *, needs_split: bool = False,
+                    check: Callable[[CompressOptions], object] | None = None) -> Callable[[MethodFn], MethodFn]:
     """Decorator adding ``fn(model, train_data, options, *, seed, device, run_dir, progress)`` under ``name``
-    (with ``needs_split``, ``fn`` also takes ``dataset`` and ``split`` keywords)."""
+    (with ``needs_split``, ``fn`` also takes ``dataset`` and ``split`` keywords). ``check(options)``, if given,
+    raises :class:`ModelsafeError` on options the method cannot run with."""
     if name in _METHODS:
         raise ModelsafeError(f"compression method {name!r} is already registered")
 
     def wrap(fn: MethodFn) -> MethodFn:
-        _METHODS[name] = MethodEntry(name, description, fn, needs_split)
+        _METHODS[name] = MethodEntry(name, description, fn, needs_split, check)
         return fn
 
     return wrap
@@ -134,6 +137,15 @@ def get_method(name: str) -> MethodEntry:
     return _METHODS[name]
 
 
+def check_method(name: str, options: CompressOptions) -> MethodEntry:
+    """The method called ``name``, after checking that it can run with ``options`` (nothing is trained)."""
+    entry = get_method(name)
+    options.validate()
+    if entry.check is not None:
+        entry.check(options)
+    return entry
+
+
 def compress(method: str, model: nn.Module, train_data: TensorData, options: CompressOptions | None = None, *,
              seed: int = 0, device: str | torch.device | None = None, run_dir: str | os.PathLike | None = None,
              progress: bool = True, dataset: Dataset | None = None,
@@ -142,8 +154,8 @@ def compress(method: str, model: nn.Module, train_data: TensorData, options: Com
     ``needs_split`` (and required by them), ignored by the others. ``info`` always carries ``method``,
     ``seconds`` (wall time), ``params`` (``total`` and ``nonzero``) and ``flops`` (dense and sparse, per
     sample, conv/linear weights)."""
-    entry = get_method(method)
-    options = (options or CompressOptions()).validate()
+    options = options or CompressOptions()
+    entry = check_method(method, options)
     if len(train_data) == 0:
         raise ModelsafeError("train_data is empty")
     extra = {}
