@@ -46,3 +46,18 @@ def test_bad_input_is_one_clear_line(tmp_path):
 def test_datasets_lists_names():
     res = runner.invoke(app, ["datasets"])
     assert res.exit_code == 0 and "fashion-mnist" in res.output and "digits" in res.output
+
+
+def test_demo_on_digits_writes_a_report(tmp_path):
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--dataset", "digits", "--epochs", "2", "--images", "20", "--out", str(out),
+                              "--no-progress", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    report = (out / "report.md").read_text()
+    assert "| rigl |" in report and "| bmia-safecompress |" in report and "bmia_advantage" in report
+    assert "loss_advantage" in report and "smi-fgrm" in report and "mi-fgsm" in report
+    for name in ("compare/table.md", "compare/tradeoff.png", "transfer.json",
+                 "compare/bmia-safecompress/seed0/model.sparse.safetensors"):
+        assert (out / name).is_file(), name
+    bad = runner.invoke(app, ["demo", "--dataset", "cifar10", "--out", str(tmp_path / "x"), "--no-progress"])
+    assert bad.exit_code == 2 and "'fashion-mnist' or 'digits'" in bad.output
