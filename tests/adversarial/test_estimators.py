@@ -104,3 +104,35 @@ def test_estimator_parameter_checks():
         VarianceTuning(beta=-1)
     with pytest.raises(ModelsafeError, match="walk_start"):
         DepthFirstSampling(walk_start="middle")
+
+
+def test_smi_fgrm_equals_a_straightforward_loop_in_float64(cnn, images):
+    """N+1 separate forward/backward calls per step, written out by hand, with the same random walk: the
+    chunked implementation gives the same images (float64, so rounding cannot flip a near-zero step)."""
+    from modelsafe.adversarial import rescale_official
+
+    model, x0 = _double(cnn), images.double()
+    with torch.no_grad():
+        y = model(x0).argmax(1)
+    eps, steps, n, beta = 0.1, 4, 5, 1.5
+    gen = torch.Generator().manual_seed(3)
+    x, mom = x0.clone(), torch.zeros_like(x0)
+    for _ in range(steps):
+        walk = torch.empty((n, *x.shape), dtype=x.dtype).uniform_(-beta * eps, beta * eps, generator=gen)
+        point, total = x, torch.zeros_like(x)
+        for i in range(n + 1):
+            point = point + walk[i - 1] if i else point
+            leaf = point.detach().requires_grad_(True)
+            total += torch.autograd.grad(torch.nn.functional.cross_entropy(model(leaf), y, reduction="sum"), leaf)[0]
+        avg = total / (n + 1)
+        mom = mom + avg / avg.abs().mean((1, 2, 3), keepdim=True)
+        x = torch.clamp(x0 + torch.clamp(x + eps / steps * rescale_official(mom) - x0, -eps, eps), 0, 1)
+    adv = create_attack("smi-fgrm", model, eps=eps, steps=steps, samples=n, chunk_size=7)(x0, y, seed=3)
+    assert (adv - x).abs().max().item() < 1e-9
+    assert (adv - x0).abs().max().item() > 0.05  # the attack moved the images
+
+
+def _double(model):
+    import copy
+
+    return copy.deepcopy(model).double().eval()
