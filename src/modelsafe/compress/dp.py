@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -89,8 +90,12 @@ def fit_private(model: nn.Module, members: TensorData, train: TrainConfig, dp: D
         return optimizer
 
     start = time.perf_counter()
-    history = fit(private, members, train, val_data=val_data, callbacks=[*callbacks, _Accounting(accountant)],
-                  seed=seed, device=device, run_dir=run_dir, optimizer_factory=factory, progress=progress)
+    with warnings.catch_warnings():
+        # Opacus' hooks warn on every first layer, whose input needs no gradient; nothing is wrong
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with "
+                                "respect to module outputs")
+        history = fit(private, members, train, val_data=val_data, callbacks=[*callbacks, _Accounting(accountant)],
+                      seed=seed, device=device, run_dir=run_dir, optimizer_factory=factory, progress=progress)
     private._close()  # remove Opacus hooks; ``model`` keeps the trained weights
     epsilon = accountant.get_epsilon(dp.delta) if dp.noise_multiplier > 0 else float("inf")
     return {"history": history, "epsilon": epsilon, "delta": dp.delta, "seconds": time.perf_counter() - start}
