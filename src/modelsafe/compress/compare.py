@@ -87,8 +87,9 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     if result_path.is_file():
         result = read_json(result_path)
         if result.get("settings", settings) != settings:
-            raise ModelsafeError(f"{out} holds a run made with other settings ({_difference(result['settings'], settings)});"
-                                 " use another output folder or delete it")
+            change = _difference(result["settings"], settings)
+            raise ModelsafeError(f"{out} holds a run made with other settings ({change}); use another output folder "
+                                 "or delete it")
         missing = [a for a in audit_attacks if a not in result["audit"]]
         if missing:
             model = init_model(model_name, dataset, width, seed)
