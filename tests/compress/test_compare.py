@@ -186,14 +186,14 @@ def test_audit_data_is_separated_from_attacker_and_training_data(data, compared)
             assert not safety
 
 
+def must_not_run(*args, **kwargs):
+    raise AssertionError("training or auditing started when nothing should run")
+
+
 def test_second_call_reuses_result_json(data, compared, tmp_path, monkeypatch):
     source, first, _ = compared
     out = tmp_path / "again"
     shutil.copytree(source, out)
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a finished (method, seed) was run again")
-
     monkeypatch.setattr(compare_module, "compress", must_not_run)
     monkeypatch.setattr(compare_module, "audit_model", must_not_run)
     again = run_compare(data, out)
@@ -227,10 +227,6 @@ def test_missing_audit_attacks_run_on_the_saved_weights(data, compared, tmp_path
     source, first, _ = compared
     out = tmp_path / "more-audits"
     shutil.copytree(source, out)
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a finished (method, seed) was trained again")
-
     monkeypatch.setattr(compare_module, "compress", must_not_run)
     again = run_compare(data, out, methods=["rigl"], seeds=(0,), audit_attacks=["blackbox-nn", "whitebox", "loss"])
     row = again["rows"][0]
@@ -253,9 +249,6 @@ def test_missing_audit_attacks_run_on_the_saved_weights(data, compared, tmp_path
      r"unknown membership attack 'xmia'.*whitebox"),
 ])
 def test_bad_input_fails_before_any_training(data, tmp_path, monkeypatch, kwargs, error, match):
-    def must_not_run(*args, **kw):
-        raise AssertionError("training started despite bad input")
-
     monkeypatch.setattr(compare_module, "compress", must_not_run)
     monkeypatch.setattr(compare_module, "init_model", must_not_run)
     with pytest.raises(error, match=match):

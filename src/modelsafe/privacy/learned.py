@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -100,16 +101,17 @@ class LearnedAttack(MembershipAttack):
         self.device_: torch.device | None = None
 
     # ------------------------------------------------------------------ what subclasses provide
+    @abstractmethod
     def _new_net(self, target: nn.Module, num_classes: int) -> nn.Module:
-        raise NotImplementedError
+        """A fresh (uninitialised) attack network for a target with ``num_classes`` outputs."""
 
+    @abstractmethod
     def features(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  logits: torch.Tensor | None = None) -> Features:
         """Per-sample attack features of ``target`` on inputs ``x`` (N, ...) with labels ``y`` (N,), on the
         target's device; the first feature is always the (N, C) output vector. Without ``logits`` the target is
         run in eval mode without gradient; with ``logits`` (the target's output on ``x``, e.g. from a training
         forward pass) the features are differentiable with respect to them."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ description
     def _variants(self) -> list[str]:
