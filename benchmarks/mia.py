@@ -3,6 +3,7 @@ speed of the white-box features' per-sample gradients (torch.func vmap vs per-sa
 
     python benchmarks/mia.py                              # the tables in docs/privacy.md (~25 min on 2 cores)
     python benchmarks/mia.py --members 500 --epochs 10 --reference-models 2 --attack-epochs 20   # a quick look
+    python benchmarks/mia.py --speed-only --grad-batch 512 --threads 1 2   # the gradient-speed table alone
 
 Protocol (SafeCompress, papers.md A6): attacks are fitted on ``known`` members vs ``reference`` non-members and
 evaluated on held-out members vs 5,000 held-out non-members (so that TPR at 0.1% FPR is resolvable); shadow,
@@ -42,17 +43,27 @@ def attack_list(epochs: int) -> list:
 
 
 def grad_speed(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> dict:
-    """Seconds per sample for the white-box gradient feature of ``model``'s last layer: torch.func vmap, a
-    per-sample forward+grad loop, and the official code's loop (one batched forward, then one full backward
-    per sample with retain_graph, papers.md A4.6)."""
+    """Seconds per sample for the white-box features (logits, loss and the last layer's per-sample gradient) of
+    ``model``: torch.func vmap; a minimal loop (per sample: forward, ``autograd.grad`` of the last weight only);
+    a plain loop (per sample: forward, ``loss.backward()`` through the whole model, as a user would write it);
+    the official code's loop (one batched forward, then one full backward per sample with ``retain_graph``,
+    papers.md A4.6); and a batched forward with no gradient (the floor of any method that needs the logits)."""
     names = last_weight_names(model)
     weight = dict(model.named_parameters())[names[0]]
 
     def vmap_run():
         per_sample_grads(model, x, y, names)
 
-    def loop_run():
+    def minimal_run():
         per_sample_grads_loop(model, x, y, names)
+
+    def plain_run():
+        rows = []
+        for i in range(x.shape[0]):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+            rows.append(weight.grad.clone())
+        return torch.stack(rows)
 
     def official_run():
         losses = F.cross_entropy(model(x), y, reduction="none")
@@ -63,10 +74,15 @@ def grad_speed(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats
             rows.append(weight.grad.clone())
         return torch.stack(rows)
 
+    def forward_run():
+        with torch.no_grad():
+            model(x)
+
     out = {}
     model.eval()
     vmap_run()  # warm-up (torch.func traces once)
-    for name, fn in (("vmap", vmap_run), ("loop", loop_run), ("official", official_run)):
+    for name, fn in (("vmap", vmap_run), ("loop", minimal_run), ("plain", plain_run), ("official", official_run),
+                     ("forward", forward_run)):
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -75,6 +91,28 @@ def grad_speed(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats
         out[name] = min(times) / x.shape[0]
     model.zero_grad(set_to_none=True)
     return out
+
+
+def print_speed(speed: dict, batch: int) -> None:
+    print(f"\nwhite-box features (cnn last layer, {batch} samples, {torch.get_num_threads()} threads):")
+    print(f"  torch.func vmap            {1e3 * speed['vmap']:.3f} ms/sample")
+    for key, label in (("loop", "minimal loop (last layer)"), ("plain", "plain loop (full backward)"),
+                       ("official", "official-code loop"), ("forward", "batched forward, no grad")):
+        print(f"  {label:<26} {1e3 * speed[key]:.3f} ms/sample  (vmap is {speed[key] / speed['vmap']:.1f}x faster)")
+
+
+def speed_only(args) -> None:
+    """The gradient-speed table alone, for each thread count (a trained and an untrained CNN cost the same)."""
+    data = load_dataset("fashion-mnist")
+    model = init_model("cnn", data, 1.0, args.seed).to(args.device)
+    x, y = data.test.features(slice(0, args.grad_batch)).to(args.device), data.test.y[:args.grad_batch].to(args.device)
+    results = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        results[threads] = grad_speed(model, x, y)
+        print_speed(results[threads], args.grad_batch)
+    write_json(Path(args.out) / "grad_speed.json", {"args": vars(args), "ms_per_sample": {
+        t: {k: 1e3 * v for k, v in r.items()} for t, r in results.items()}})
 
 
 def main() -> None:
@@ -90,7 +128,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/bench-mia")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--speed-only", action="store_true", help="only the white-box gradient-speed table")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts for --speed-only")
     args = p.parse_args()
+    if args.speed_only:
+        speed_only(args)
+        return
 
     data = load_dataset("fashion-mnist")
     half = args.members // 2
@@ -129,13 +172,7 @@ def main() -> None:
 
     x = split.data(data, "eval_members").subset(range(args.grad_batch))
     speed = grad_speed(model, x.features().to(args.device), x.y.to(args.device))
-    print(f"\nwhite-box per-sample gradients (cnn last layer, {args.grad_batch} samples, "
-          f"{torch.get_num_threads()} threads):")
-    print(f"  torch.func vmap        {1e3 * speed['vmap']:.3f} ms/sample")
-    print(f"  per-sample loop        {1e3 * speed['loop']:.3f} ms/sample  -> vmap is {speed['loop'] / speed['vmap']:.1f}x "
-          "faster")
-    print(f"  official-code loop     {1e3 * speed['official']:.3f} ms/sample  -> vmap is "
-          f"{speed['official'] / speed['vmap']:.1f}x faster")
+    print_speed(speed, args.grad_batch)
 
     context = {"dataset": "fashion-mnist", "model": "cnn", "members": args.members, "epochs": args.epochs,
                "member accuracy": task["members"], "test accuracy": task["test"],

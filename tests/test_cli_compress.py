@@ -38,7 +38,7 @@ def test_compare_rigl_and_bmia_safecompress(tmp_path):
                               "--seeds", "0",
                               "--members", "200", "--option", "safecompress.refresh_steps=5",
                               "--option", "safecompress.probe_steps=1", "--audit", "loss,blackbox-nn",
-                              "--audit-epochs", "2", "--out", str(out)])
+                              "--audit-epochs", "2", "--audit-repeats", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "| rigl |" in res.output and "| bmia-safecompress |" in res.output and "table.md" in res.output
     for name in ("table.md", "results.csv", "results.json", "tradeoff.png", "split-seed0.json"):
@@ -49,6 +49,8 @@ def test_compare_rigl_and_bmia_safecompress(tmp_path):
     result = json.loads((out / "bmia-safecompress" / "seed0" / "result.json").read_text())
     assert result["info"]["config"]["refresh_steps"] == 5 and result["info"]["config"]["probe_steps"] == 1
     assert set(result["audit"]) == {"loss", "blackbox-nn"}
+    assert result["audit"]["blackbox-nn"]["options"] == {"epochs": 2, "repeats": 2}
+    assert len(result["audit"]["blackbox-nn"]["fits"]) == 2 and "fits" not in result["audit"]["loss"]
     assert "bmia_advantage" in (out / "table.md").read_text()
 
 
@@ -64,6 +66,7 @@ def must_not_run(*args, **kwargs):
     (["compare", "--methods", "rigl", "--density", "0"], "density must lie in (0, 1], got 0.0"),
     (["compare", "--methods", "rigl", "--density", "1.5"], "density must lie in (0, 1], got 1.5"),
     (["compare", "--methods", "rigl", "--audit", "xmia"], "unknown membership attack 'xmia'"),
+    (["compare", "--methods", "rigl", "--audit-repeats", "0"], "--audit-repeats must be >= 1, got 0"),
     (["compress", "--method", "bmia-safecompress", "--option", "safecompress.probe_step=3"], "probe_step"),
 ])
 def test_bad_input_exits_2_before_training(tmp_path, monkeypatch, args, message):

@@ -43,9 +43,9 @@ def digests(x: torch.Tensor) -> set[bytes]:
     return {hashlib.sha1(row.numpy().tobytes()).digest() for row in x.float().contiguous()}
 
 
-def run_compare(data, out, methods=METHODS, seeds=SEEDS, options=OPTIONS, **kw):
+def run_compare(data, out, methods=METHODS, seeds=SEEDS, options=OPTIONS, attack_options=AUDIT_OPTIONS, **kw):
     return compare(methods, data, "mlp", options=options, split=SPEC, seeds=seeds, width=0.25, out=out,
-                   device="cpu", attack_options=AUDIT_OPTIONS, progress=False, **kw)
+                   device="cpu", attack_options=attack_options, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +238,28 @@ def test_missing_audit_attacks_run_on_the_saved_weights(data, compared, tmp_path
     assert "loss_advantage" in table and "bmia_advantage" in table
 
 
+def test_audits_made_with_other_options_are_rerun_and_repeats_are_averaged(data, compared, tmp_path,
+                                                                            monkeypatch):
+    source, _, _ = compared
+    out = tmp_path / "re-audit"
+    shutil.copytree(source, out)
+    monkeypatch.setattr(compare_module, "compress", must_not_run)
+    stronger = {**AUDIT_OPTIONS, "blackbox-nn": {"epochs": 3, "batch_size": 128, "repeats": 2}}
+    again = run_compare(data, out, methods=["rigl"], seeds=(0,), attack_options=stronger)
+    saved = read_json(out / "rigl" / "seed0" / "result.json")["audit"]
+    old = read_json(source / "rigl" / "seed0" / "result.json")["audit"]
+    assert saved["whitebox"] == old["whitebox"]  # same options: kept
+    bmia = saved["blackbox-nn"]
+    assert bmia["options"] == stronger["blackbox-nn"] and len(bmia["fits"]) == 2
+    assert bmia["fits"][0] != bmia["fits"][1]  # two attackers with different seeds
+    for key in ("accuracy", "advantage", "auc"):
+        assert bmia[key] == pytest.approx(statistics.fmean(f[key] for f in bmia["fits"]))
+    assert again["rows"][0]["bmia_advantage"] == pytest.approx(bmia["advantage"])
+    # the same options again: nothing is recomputed
+    monkeypatch.setattr(compare_module, "audit_model", must_not_run)
+    assert run_compare(data, out, methods=["rigl"], seeds=(0,), attack_options=stronger)["rows"] == again["rows"]
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"methods": ["rigl", "prune"]}, UnknownNameError,
      r"unknown compression method 'prune'; valid names: .*bmia-safecompress.*dp-sgd-sparse.*rigl"),
@@ -247,6 +269,11 @@ def test_missing_audit_attacks_run_on_the_saved_weights(data, compared, tmp_path
     ({"options": CompressOptions(density=1.5)}, ModelsafeError, "density"),
     ({"audit_attacks": ["blackbox-nn", "xmia"]}, UnknownNameError,
      r"unknown membership attack 'xmia'.*whitebox"),
+    ({"attack_options": {"blackbox-nn": {"repeats": 0}}}, ModelsafeError,
+     "audit attack 'blackbox-nn': repeats must be a positive integer, got 0"),
+    ({"attack_options": {"whitebox": {"repeats": 1.5}}}, ModelsafeError, "repeats must be a positive integer"),
+    ({"attack_options": {"loss": {}}}, ModelsafeError,
+     r"attack options given for loss, which the audit does not run \(audit attacks: blackbox-nn, whitebox\)"),
 ])
 def test_bad_input_fails_before_any_training(data, tmp_path, monkeypatch, kwargs, error, match):
     monkeypatch.setattr(compare_module, "compress", must_not_run)

@@ -389,6 +389,17 @@ def test_imagenet_compatible_simple_csv_and_resize(tmp_path):
     assert one_based.test.y.tolist() == [8, 1000]
 
 
+def test_progress_flag_reaches_loaders_that_show_a_bar(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    write_png(tmp_path / "a.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    (tmp_path / "labels.csv").write_text("filename,label\na.png,7\n")
+    load_dataset("imagenet-compatible", root=tmp_path, progress=False)
+    assert "imagenet-compatible" not in capsys.readouterr().err
+    load_dataset("imagenet-compatible", root=tmp_path, progress=True)
+    assert "imagenet-compatible" in capsys.readouterr().err  # tqdm's bar, labelled with the dataset
+    assert len(load_dataset("digits", progress=False).test) > 0  # loaders without a bar accept it too
+
+
 def test_imagenet_compatible_bad_input(tmp_path):
     with pytest.raises(DataNotFoundError, match="images.csv"):
         load_dataset("imagenet-compatible", root=tmp_path, progress=False)

@@ -169,7 +169,7 @@ def attack(
         data = run_data
         runs[path] = (model, {"path": path, "model": cfg.get("model"), "width": cfg.get("width")})
     if data is None:
-        data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
+        data = load_dataset(dataset, root=data_root, progress=progress, **parse_key_values(dataset_option))
     models, described = {}, {}
     for name, value in zip(_names(values), values):
         if value in specs:

@@ -37,6 +37,8 @@ def compare(
     audit: Annotated[str, typer.Option(help="Comma-separated final-audit attacks.")] = "blackbox-nn,whitebox",
     audit_epochs: Annotated[int | None, typer.Option(help="Epochs of the learned audit attackers (blackbox-nn, "
                                                          "whitebox; default: their own, 100).")] = None,
+    audit_repeats: Annotated[int, typer.Option(help="Learned audit attackers fitted per run with different seeds; "
+                                                    "their figures are averaged.")] = 1,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/compare",
     device: DeviceOpt = "auto",
     data_root: DataRootOpt = None,
@@ -63,8 +65,12 @@ def compare(
     if audit_epochs is not None and audit_epochs < 1:
         raise typer.BadParameter(f"--audit-epochs must be >= 1, got {audit_epochs}")
     audit_names = [a.strip() for a in audit.split(",") if a.strip()]
+    if audit_repeats < 1:
+        raise typer.BadParameter(f"--audit-repeats must be >= 1, got {audit_repeats}")
     learned = {"blackbox-nn", "whitebox", "shadow"}
-    attack_options = {a: {"epochs": audit_epochs} for a in audit_names if a in learned} if audit_epochs else None
+    given = {**({"epochs": audit_epochs} if audit_epochs else {}), **({"repeats": audit_repeats}
+                                                                      if audit_repeats > 1 else {})}
+    attack_options = {a: given for a in audit_names if a in learned} if given else None
     data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
     result = run_compare([m.strip() for m in methods.split(",") if m.strip()], data, model, options=options,
                          split=recipe, seeds=seed_list, width=width, out=out, device=device,

@@ -37,7 +37,12 @@ _SHORT = {"blackbox-nn": "bmia", "whitebox": "wmia"}
 def audit_model(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit, attacks: Sequence[str] = AUDIT_ATTACKS,
                 *, seed: int = 0, device: str | torch.device | None = None, attack_options: dict | None = None,
                 n_bootstrap: int = 200) -> dict[str, dict]:
-    """Fresh attackers fitted on the attacker-known sets, evaluated on the evaluation sets."""
+    """Fresh attackers fitted on the attacker-known sets, evaluated on the evaluation sets.
+
+    ``attack_options[name]`` go to :func:`~modelsafe.privacy.create_mia`, except ``repeats`` (default 1): the
+    number of attackers fitted with different seeds, whose figures are averaged (a learned attacker's result
+    varies with its initialisation; the single fits are kept under ``fits``). Each entry records the
+    ``options`` it was made with."""
     from modelsafe.privacy import create_mia
 
     pool = dataset.pool()
@@ -47,13 +52,34 @@ def audit_model(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit
     nonmembers = split.data(dataset, "eval_nonmembers", pool)
     out = {}
     for name in attacks:
-        attack = create_mia(name, seed=derive_seed(seed, "audit", name), device=device,
-                            **(attack_options or {}).get(name, {}))
-        attack.fit(model, known, reference)
-        report = attack.evaluate(model, members, nonmembers, n_bootstrap=n_bootstrap)
-        out[name] = {"accuracy": report.accuracy, "advantage": report.advantage, "auc": report.auc,
-                     "tpr_at_fpr": {str(k): v for k, v in report.tpr_at_fpr.items()}, "seconds": report.seconds}
+        options = dict((attack_options or {}).get(name, {}))
+        repeats = _repeats(name, options.pop("repeats", 1))
+        fits = []
+        for r in range(repeats):
+            attack_seed = derive_seed(seed, "audit", name) if r == 0 else derive_seed(seed, "audit", name, r)
+            attack = create_mia(name, seed=attack_seed, device=device, **options)
+            attack.fit(model, known, reference)
+            report = attack.evaluate(model, members, nonmembers, n_bootstrap=n_bootstrap)
+            fits.append({"accuracy": report.accuracy, "advantage": report.advantage, "auc": report.auc,
+                         "tpr_at_fpr": {str(k): v for k, v in report.tpr_at_fpr.items()},
+                         "seconds": report.seconds})
+        entry = {key: statistics.fmean(f[key] for f in fits) for key in ("accuracy", "advantage", "auc", "seconds")}
+        entry["tpr_at_fpr"] = {k: statistics.fmean(f["tpr_at_fpr"][k] for f in fits) for k in fits[0]["tpr_at_fpr"]}
+        entry["options"] = _jsonable((attack_options or {}).get(name, {}))
+        if repeats > 1:
+            entry["fits"] = fits
+        out[name] = entry
     return out
+
+
+def _repeats(attack: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ModelsafeError(f"audit attack {attack!r}: repeats must be a positive integer, got {value!r}")
+    return value
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
 
 
 def _row(method: str, seed: int, task_accuracy: float, info: dict, export, seconds: float) -> dict:
@@ -76,12 +102,13 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     """Compress, evaluate and audit one (method, seed).
 
     A finished run (``out/result.json``) is reused when it was made with the same settings (otherwise an error
-    names the folder); audit attacks it lacks are run on its saved weights and added."""
+    names the folder); audit attacks it lacks, or made with other attack options, are (re-)run on its saved
+    weights."""
     from modelsafe.sparse import export_sparse, load_sparse
 
     settings = {"method": method, "model": model_name, "width": width, "dataset": dataset.info.name,
                 "seed": seed, "options": options.to_dict(), "split": {"spec": asdict(split.spec), "seed": split.seed}}
-    settings = json.loads(json.dumps(settings, default=str))
+    settings = _jsonable(settings)
     result_path, weights_path = out / "result.json", out / "model.sparse.safetensors"
     dev = resolve_device(device)
     if result_path.is_file():
@@ -90,7 +117,9 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
             change = _difference(result["settings"], settings)
             raise ModelsafeError(f"{out} holds a run made with other settings ({change}); use another output folder "
                                  "or delete it")
-        missing = [a for a in audit_attacks if a not in result["audit"]]
+        wanted = {a: _jsonable((attack_options or {}).get(a, {})) for a in audit_attacks}
+        # attacks the run lacks, or that were made with other options (or before options were recorded)
+        missing = [a for a in audit_attacks if result["audit"].get(a, {}).get("options") != wanted[a]]
         if missing:
             model = init_model(model_name, dataset, width, seed)
             model.load_state_dict(load_sparse(weights_path))
@@ -147,7 +176,13 @@ def compare(methods: Sequence[str], dataset: Dataset, model_name: str = "cnn", *
     from modelsafe.privacy.registry import mia_entry
 
     for name in audit_attacks:
-        mia_entry(name)  # as are unknown audit attacks (the audit runs only after the first training)
+        mia_entry(name)  # unknown audit attacks, stray options and bad repeat counts fail here too
+    stray = sorted(set(attack_options or {}) - set(audit_attacks))
+    if stray:
+        raise ModelsafeError(f"attack options given for {', '.join(stray)}, which the audit does not run "
+                             f"(audit attacks: {', '.join(audit_attacks)})")
+    for name, given in (attack_options or {}).items():
+        _repeats(name, given.get("repeats", 1))
     out = Path(out)
     rows = []
     runs = [(seed, method) for seed in seeds for method in methods]

@@ -15,16 +15,19 @@ class DatasetEntry:
     name: str
     description: str
     loader: Callable[..., Dataset]  # loader(root, download, **options) -> Dataset
+    shows_progress: bool = False  # the loader takes progress=bool (a bar while it decodes files)
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name: str, description: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
-    """Decorator adding ``loader(root, download, **options)`` to the registry under ``name``."""
+def register_dataset(name: str, description: str, *, shows_progress: bool = False
+                     ) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Decorator adding ``loader(root, download, **options)`` to the registry under ``name``;
+    ``shows_progress``: the loader also takes ``progress=bool``."""
 
     def wrap(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        _REGISTRY[name] = DatasetEntry(name, description, fn)
+        _REGISTRY[name] = DatasetEntry(name, description, fn, shows_progress)
         return fn
 
     return wrap
@@ -34,13 +37,16 @@ def list_datasets() -> list[DatasetEntry]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False, **options) -> Dataset:
+def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False, *,
+                 progress: bool = True, **options) -> Dataset:
     """Load a dataset by name. ``root`` is searched first; ``download=True`` fetches missing files (with
-    checksum verification) where the dataset has an official source. Unknown names raise
-    :class:`UnknownNameError` listing the valid ones; missing files raise :class:`DataNotFoundError` listing
-    where modelsafe looked."""
+    checksum verification) where the dataset has an official source. ``progress=False`` silences the bar of
+    loaders that decode many files. Unknown names raise :class:`UnknownNameError` listing the valid ones;
+    missing files raise :class:`DataNotFoundError` listing where modelsafe looked."""
     if name not in _REGISTRY:
         raise UnknownNameError("dataset", name, list(_REGISTRY))
+    if _REGISTRY[name].shows_progress:
+        options = {"progress": progress, **options}
     try:
         return _REGISTRY[name].loader(root, download, **options)
     except TypeError as exc:
@@ -109,7 +115,8 @@ def _tiny_imagenet(root, download, **options) -> Dataset:
 
 
 @register_dataset("imagenet-compatible",
-                  "ImageNet-class images + labels CSV (NIPS-2017 dev-set layout), test split only")
+                  "ImageNet-class images + labels CSV (NIPS-2017 dev-set layout), test split only",
+                  shows_progress=True)
 def _imagenet_compatible(root, download, **options) -> Dataset:
     del download  # a local folder by nature
     from modelsafe.data.imagefolder import load_imagenet_compatible
