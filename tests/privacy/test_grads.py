@@ -52,3 +52,63 @@ def test_last_weight_names_skips_norm_layers_and_checks_count():
     assert last_weight_names(vgg, 2) == ["classifier.2.weight", "features.25.weight"]  # not BatchNorm weights
     with pytest.raises(ModelsafeError, match="last 99 weight layers"):
         last_weight_names(vgg, 99)
+
+
+class ScaledLogits(torch.nn.Module):
+    """The output layer's output is changed after the layer (temperature): the closed form must not apply."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(6, 5)
+        self.head = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x))) / 2.0
+
+
+class SharedHead(torch.nn.Module):
+    """The output layer is called twice (weight sharing): the closed form must not apply."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.head(x)))
+
+
+def test_closed_form_for_the_output_layer_and_vmap_elsewhere(monkeypatch):
+    from modelsafe.privacy import grads as grads_module
+
+    real_vmap = grads_module.vmap
+    calls = []
+
+    def counting_vmap(*args, **kwargs):
+        calls.append(1)
+        return real_vmap(*args, **kwargs)
+
+    monkeypatch.setattr(grads_module, "vmap", counting_vmap)
+    cnn = seeded(lambda: create_model("cnn", 10, in_channels=1, image_size=28, width=0.25))
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.rand(7, 1, 28, 28, generator=gen), torch.randint(0, 10, (7,), generator=gen)
+    names = last_weight_names(cnn)
+    grads, _, _ = per_sample_grads(cnn, x, y, names)
+    assert not calls  # the output layer's weight: closed form, no vmap
+    torch.testing.assert_close(grads[names[0]], per_sample_grads_loop(cnn, x, y, names)[names[0]],
+                               atol=1e-5, rtol=1e-5)
+    forced, _, _ = per_sample_grads(cnn, x, y, names, method="vmap")
+    assert len(calls) == 1
+    torch.testing.assert_close(forced[names[0]], grads[names[0]], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ModelsafeError, match="unknown per-sample gradient method 'loop'"):
+        per_sample_grads(cnn, x, y, names, method="loop")
+    for build, inputs in ((ScaledLogits, torch.randn(4, 6)), (SharedHead, torch.randn(4, 3))):
+        model = seeded(build)
+        labels = torch.tensor([0, 1, 2, 1])
+        names = last_weight_names(model)
+        before = len(calls)
+        grads, _, logits = per_sample_grads(model, inputs, labels, names)
+        assert len(calls) == before + 1, build.__name__  # fell back to vmap
+        torch.testing.assert_close(grads[names[0]], per_sample_grads_loop(model, inputs, labels, names)[names[0]],
+                                   atol=1e-5, rtol=1e-5)
+        with torch.no_grad():
+            torch.testing.assert_close(logits, model(inputs))
