@@ -2,11 +2,14 @@
 membership leakage of a 5%-density model without costing accuracy?
 
 Every method runs on the same membership split per seed (a small member set so that the model overfits) and
-is audited afresh on held-out evaluation members / non-members. Prints the comparison table and the target
+is audited afresh on held-out evaluation members / non-members. The SafeCompress-family methods use min-max
+weight λ = 1.0 (``--minmax-lambda``), chosen on development seeds 100 and 101, never on the benchmark seeds. Prints the comparison table and the target
 check of issue 6: BMIA-SafeCompress should lower the black-box advantage (2·acc − 1) by at least a third
 against the same DST run without safety tests (``rigl``), with task accuracy within 1.5 points; MMIA should lower
 both the black-box and the white-box advantage. Audits: the learned black-box (``bmia``, the papers' judge) and
 white-box (``wmia``) attacks, plus the loss-threshold attack (``loss``) as a strong, training-free reference.
+The black-box judge is three 100-epoch attackers with different seeds, averaged (one 30-epoch attacker proved
+too noisy: docs/safecompress.md).
 
     python benchmarks/safecompress.py --seeds 0 1 2 --out runs/bench-safecompress
 
@@ -81,8 +84,9 @@ def main() -> None:
         for audit in audits:
             before, after = base[f"{audit}_advantage"], safe[f"{audit}_advantage"]
             reduction = 1.0 - after / before if before > 0 else float("nan")
+            target = ">= 33%" if method == "bmia-safecompress" and audit == "bmia" else "> 0"
             print(f"{method} vs rigl, {audit} advantage: {before:.3f} -> {after:.3f} (reduction {reduction:.0%}, "
-                  "target >= 33%)")
+                  f"target {target})")
         print(f"{method} vs rigl, task accuracy: {base['task_accuracy']:.4f} -> {safe['task_accuracy']:.4f} "
               f"({100 * (safe['task_accuracy'] - base['task_accuracy']):+.2f} points, target within 1.5)")
     print(f"total wall time {time.perf_counter() - start:.0f} s; results in {args.out}")
