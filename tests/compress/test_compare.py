@@ -223,6 +223,21 @@ def test_a_finished_run_with_other_settings_is_refused(data, compared, tmp_path)
         run_compare(data, out, options=longer)
 
 
+def test_an_option_only_other_methods_read_does_not_invalidate_a_run(data, compared, tmp_path, monkeypatch):
+    source, first, _ = compared
+    out = tmp_path / "other-lambda"
+    shutil.copytree(source, out)
+    extra = {**OPTIONS.extra, "safecompress": {**OPTIONS.extra["safecompress"], "minmax_lambda": 0.5}}
+    changed = CompressOptions(**{**OPTIONS.to_dict(), "train": OPTIONS.train, "extra": extra})
+    monkeypatch.setattr(compare_module, "compress", must_not_run)
+    monkeypatch.setattr(compare_module, "audit_model", must_not_run)
+    others = ["rigl", "dp-sgd-sparse", "label-smoothing"]
+    again = run_compare(data, out, methods=others, options=changed)
+    assert again["rows"] == json.loads(json.dumps([r for r in first["rows"] if r["method"] in others]))
+    with pytest.raises(ModelsafeError, match=r"options\.extra\.safecompress\.minmax_lambda: None -> 0\.5"):
+        run_compare(data, out, methods=["bmia-safecompress"], options=changed)
+
+
 def test_missing_audit_attacks_run_on_the_saved_weights(data, compared, tmp_path, monkeypatch):
     source, first, _ = compared
     out = tmp_path / "more-audits"

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from modelsafe.compress.methods import CompressOptions, check_method, compress
+from modelsafe.compress.methods import CompressOptions, check_method, compress, get_method
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec
 from modelsafe.errors import ModelsafeError
 from modelsafe.report.io import markdown_table, read_json, write_csv, write_json, write_text
@@ -108,13 +108,14 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
 
     settings = {"method": method, "model": model_name, "width": width, "dataset": dataset.info.name,
                 "seed": seed, "options": options.to_dict(), "split": {"spec": asdict(split.spec), "seed": split.seed}}
-    settings = _jsonable(settings)
+    settings = _relevant(_jsonable(settings), get_method(method).extras)
     result_path, weights_path = out / "result.json", out / "model.sparse.safetensors"
     dev = resolve_device(device)
     if result_path.is_file():
         result = read_json(result_path)
-        if result.get("settings", settings) != settings:
-            change = _difference(result["settings"], settings)
+        saved = _relevant(result.get("settings", settings), get_method(method).extras)
+        if saved != settings:
+            change = _difference(saved, settings)
             raise ModelsafeError(f"{out} holds a run made with other settings ({change}); use another output folder "
                                  "or delete it")
         wanted = {a: _jsonable((attack_options or {}).get(a, {})) for a in audit_attacks}
@@ -145,6 +146,15 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
               "info": {k: v for k, v in info.items() if k != "history"}, "history": info.get("history")}
     write_json(result_path, result)
     return result
+
+
+def _relevant(settings: dict, extras: tuple[str, ...] | None) -> dict:
+    """``settings`` with ``options.extra`` cut to the keys the method reads (all of them when unknown), so that
+    e.g. a SafeCompress option does not invalidate a finished RigL run."""
+    if extras is None or "extra" not in settings.get("options", {}):
+        return settings
+    extra = {k: v for k, v in settings["options"]["extra"].items() if k in extras}
+    return {**settings, "options": {**settings["options"], "extra": extra}}
 
 
 def _difference(old: dict, new: dict, prefix: str = "") -> str:

@@ -41,7 +41,8 @@ def _safecompress_config(name: str, options: CompressOptions) -> SafeCompressCon
 
 def _register_safecompress(name: str) -> None:
     @register_method(name, f"SafeCompress configuration {name!r} (see modelsafe.compress.safecompress)",
-                     needs_split=True, check=lambda options: _safecompress_config(name, options))
+                     needs_split=True, check=lambda options: _safecompress_config(name, options),
+                     extras=("safecompress", "test_options"))
     def run(model, train_data, options, *, seed, device, run_dir, progress, dataset, split) -> CompressResult:
         del train_data  # the members come from the split
         result = run_safecompress(model, dataset, split, _safecompress_config(name, options), options.train,
@@ -64,7 +65,8 @@ def _dp_config(options: CompressOptions) -> DPConfig:
         raise ModelsafeError(f"bad DP-SGD options {dict(options.extra.get('dp', {}))}: {exc}") from None
 
 
-@register_method("dp-sgd", "dense DP-SGD (Abadi et al. 2016) through Opacus; reports epsilon", check=_dp_config)
+@register_method("dp-sgd", "dense DP-SGD (Abadi et al. 2016) through Opacus; reports epsilon", check=_dp_config,
+                 extras=("dp",))
 def dp_sgd(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     result = fit_private(model, train_data, options.train, _dp_config(options), seed=seed, device=device,
                          run_dir=run_dir, progress=progress)
@@ -73,7 +75,7 @@ def dp_sgd(model, train_data, options, *, seed, device, run_dir, progress) -> Co
 
 
 @register_method("dp-sgd-sparse", "DP-SGD with RigL dynamic sparsity (masks re-applied after each private step)",
-                 check=_dp_config)
+                 check=_dp_config, extras=("dp",))
 def dp_sgd_sparse(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = _dst(options, seed, prune="magnitude", grow="gradient")
     result = fit_private(model, train_data, options.train, _dp_config(options), callbacks=[callback], seed=seed,
@@ -82,7 +84,8 @@ def dp_sgd_sparse(model, train_data, options, *, seed, device, run_dir, progress
     return CompressResult(model, {**info, "epsilon": result["epsilon"], "delta": result["delta"]})
 
 
-@register_method("label-smoothing", "RigL sparse training with label smoothing (default 0.1)")
+@register_method("label-smoothing", "RigL sparse training with label smoothing (default 0.1)",
+                 extras=("label_smoothing",))
 def label_smoothing(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     from modelsafe.training import fit
 

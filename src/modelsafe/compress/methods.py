@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -107,21 +107,26 @@ class MethodEntry:
     fn: MethodFn
     needs_split: bool = False  # fn also takes dataset= and split= (the membership split)
     check: Callable[[CompressOptions], object] | None = None  # validates the method's options before any work
+    extras: tuple[str, ...] | None = None  # the keys of options.extra that fn reads (None: unknown, all may)
 
 
 _METHODS: dict[str, MethodEntry] = {}
 
 
 def register_method(name: str, description: str, *, needs_split: bool = False,
-                    check: Callable[[CompressOptions], object] | None = None) -> Callable[[MethodFn], MethodFn]:
+                    check: Callable[[CompressOptions], object] | None = None,
+                    extras: Sequence[str] | None = None) -> Callable[[MethodFn], MethodFn]:
     """Decorator adding ``fn(model, train_data, options, *, seed, device, run_dir, progress)`` under ``name``
     (with ``needs_split``, ``fn`` also takes ``dataset`` and ``split`` keywords). ``check(options)``, if given,
-    raises :class:`ModelsafeError` on options the method cannot run with."""
+    raises :class:`ModelsafeError` on options the method cannot run with. ``extras``: the keys of
+    ``options.extra`` the method reads (default: unknown), so that a comparison knows which options can change
+    its result."""
     if name in _METHODS:
         raise ModelsafeError(f"compression method {name!r} is already registered")
 
     def wrap(fn: MethodFn) -> MethodFn:
-        _METHODS[name] = MethodEntry(name, description, fn, needs_split, check)
+        _METHODS[name] = MethodEntry(name, description, fn, needs_split, check,
+                                     None if extras is None else tuple(extras))
         return fn
 
     return wrap
@@ -210,41 +215,41 @@ def _dst(options: CompressOptions, seed: int, **rule) -> SparsityCallback:
     return SparsityCallback.dynamic(options.density, **{**settings, **rule})
 
 
-@register_method("dense", "dense training, no compression (reference)")
+@register_method("dense", "dense training, no compression (reference)", extras=())
 def dense(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     history = _train(model, train_data, options.train, [], seed, device, run_dir, progress)
     return CompressResult(model, {"history": history, "density": 1.0})
 
 
-@register_method("static", "sparse training with masks fixed at initialisation (ERK by default)")
+@register_method("static", "sparse training with masks fixed at initialisation (ERK by default)", extras=())
 def static(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = _dst(options, seed, update_interval=None)
     history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
     return CompressResult(model, _finish(callback, history))
 
 
-@register_method("set", "SET: prune by magnitude, regrow at random (Mocanu et al. 2018)")
+@register_method("set", "SET: prune by magnitude, regrow at random (Mocanu et al. 2018)", extras=())
 def set_(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = _dst(options, seed, prune="magnitude", grow="random")
     history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
     return CompressResult(model, _finish(callback, history))
 
 
-@register_method("rigl", "RigL: prune by magnitude, regrow by dense gradient (Evci et al. 2020)")
+@register_method("rigl", "RigL: prune by magnitude, regrow by dense gradient (Evci et al. 2020)", extras=())
 def rigl(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = _dst(options, seed, prune="magnitude", grow="gradient")
     history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
     return CompressResult(model, _finish(callback, history))
 
 
-@register_method("itop", "RigL-ITOP: RigL with updates to the end of training (Liu et al. 2021)")
+@register_method("itop", "RigL-ITOP: RigL with updates to the end of training (Liu et al. 2021)", extras=())
 def itop(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = _dst(options, seed, prune="magnitude", grow="gradient", end=1.0)
     history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
     return CompressResult(model, _finish(callback, history))
 
 
-@register_method("gmp", "gradual magnitude pruning, cubic schedule (Zhu & Gupta 2017)")
+@register_method("gmp", "gradual magnitude pruning, cubic schedule (Zhu & Gupta 2017)", extras=())
 def gmp(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     callback = SparsityCallback.gradual(options.density, begin=options.prune_begin, end=options.prune_end,
                                         interval=options.update_interval, distribution=options.distribution,
@@ -253,7 +258,7 @@ def gmp(model, train_data, options, *, seed, device, run_dir, progress) -> Compr
     return CompressResult(model, _finish(callback, history))
 
 
-@register_method("oneshot", "dense training, one-shot magnitude pruning, fine-tuning with the mask fixed")
+@register_method("oneshot", "dense training, one-shot magnitude pruning, fine-tuning with the mask fixed", extras=())
 def oneshot(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
     dense_history = _train(model, train_data, options.train, [], seed, device, _sub(run_dir, "dense"), progress)
     finetune = replace(options.train, epochs=options.finetune_epochs or max(1, options.train.epochs // 2))
