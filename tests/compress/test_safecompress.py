@@ -54,6 +54,17 @@ def test_chosen_candidate_is_objective_argmax(problem):
     assert result["sparsity"]["nnz"] == result["sparsity"]["target_nnz"]
 
 
+def test_auc_risk_is_the_threshold_free_advantage(problem):
+    data, split = problem
+    result = run_safecompress(new_model(data), data, split, config(risk="auc", minmax=False), TRAIN, progress=False)
+    rows = [c for entry in result["log"] for c in entry["candidates"]]
+    assert rows
+    for row in rows:
+        figures = row["tests"]["bmia"]
+        assert row["risks"]["bmia"] == pytest.approx(2 * figures["auc"] - 1)
+    assert any(r["risks"]["bmia"] != pytest.approx(r["tests"]["bmia"]["advantage"]) for r in rows)
+
+
 def test_attackers_never_see_evaluation_data(problem, monkeypatch):
     data, split = problem
     from modelsafe.privacy.learned import LearnedAttack
@@ -157,6 +168,8 @@ def test_bad_input_fails_before_training(problem):
         run_safecompress(new_model(data), data, split, config(tests=("xmia",)), TRAIN, progress=False)
     with pytest.raises(ModelsafeError, match="density"):
         run_safecompress(new_model(data), data, split, config(density=0.0), TRAIN, progress=False)
+    with pytest.raises(UnknownNameError, match="unknown safety-test risk 'accuracy'; valid names: advantage, auc"):
+        run_safecompress(new_model(data), data, split, config(risk="accuracy"), TRAIN, progress=False)
     bad = split.to_dict()
     bad["sets"]["eval_members"] = bad["sets"]["eval_members"][:-1] + [bad["sets"]["attack_known_members"][0]]
     with pytest.raises(ModelsafeError):

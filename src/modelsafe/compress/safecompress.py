@@ -51,7 +51,7 @@ from modelsafe._checks import (
     check_non_negative_int,
     check_positive_int,
 )
-from modelsafe.compress.safety import SafetyData, SafetyTest, create_safety_tests
+from modelsafe.compress.safety import RISKS, SafetyData, SafetyTest, create_safety_tests
 from modelsafe.compress.selection import Objective, select
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
@@ -98,7 +98,9 @@ class SafeCompressConfig:
     ``tests``: safety tests (``bmia``, ``wmia``, ``adversarial``); ``select=False`` applies the single
     candidate without scoring (plain DST / the official code). ``update_interval``: optimizer steps between
     mask updates; ``update_end``: fraction of training after which masks are frozen. ``minmax_start`` /
-    ``minmax_lambda``: the adversarial-regularisation phase (``minmax=False`` turns it off)."""
+    ``minmax_lambda``: the adversarial-regularisation phase (``minmax=False`` turns it off). ``risk``: how the
+    MIA tests turn their held-out figures into a risk, ``"advantage"`` (the papers') or ``"auc"``
+    (2·AUC − 1, threshold-free)."""
 
     density: float = 0.05
     tests: tuple[str, ...] = ("bmia",)
@@ -119,6 +121,7 @@ class SafeCompressConfig:
     minmax_lambda: float = 0.1
     refresh_steps: int = 100
     attacker_steps: int = 1
+    risk: str = "advantage"
     attacker_batch_size: int = 64
     holdout_fraction: float = 0.2
     validation_samples: int = 1000
@@ -143,6 +146,8 @@ class SafeCompressConfig:
         check_positive_int("refresh_steps", self.refresh_steps)
         check_positive_int("attacker_steps", self.attacker_steps)
         check_positive_int("attacker_batch_size", self.attacker_batch_size)
+        if self.risk not in RISKS:
+            raise UnknownNameError("safety-test risk", self.risk, list(RISKS))
         check_positive_int("validation_samples", self.validation_samples)
         return self
 
@@ -320,7 +325,7 @@ def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     pool = dataset.pool()
     safety_data = SafetyData.from_split(dataset, split, cfg.holdout_fraction, seed=seed, pool=pool)
     options = {name: {"batch_size": cfg.attacker_batch_size, "refresh_steps": cfg.refresh_steps,
-                      "attacker_steps": cfg.attacker_steps} for name in ("bmia", "wmia")}
+                      "attacker_steps": cfg.attacker_steps, "risk": cfg.risk} for name in ("bmia", "wmia")}
     for name, extra in (test_options or {}).items():
         options[name] = {**options.get(name, {}), **extra}
     tests = create_safety_tests(cfg.tests, seed=seed, **options)

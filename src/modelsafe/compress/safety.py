@@ -94,22 +94,34 @@ class SafetyTest(ABC):
         del state
 
 
+# How a membership attack's figures on the held-out pair become a risk in [-1, 1].
+RISKS: dict[str, Callable[[dict], float]] = {
+    "advantage": lambda figures: figures["advantage"],
+    "auc": lambda figures: 2.0 * figures["auc"] - 1.0,
+}
+
+
 class MIASafetyTest(SafetyTest):
     """A learned membership-inference attack (``blackbox-nn`` or ``whitebox``) kept online.
 
     ``refresh_steps``: attacker training steps against the current model before each selection;
     ``attacker_steps``: steps per defender step in the min-max phase (the TSE code trains attacker and
-    defender on two batches each, i.e. 1:1). ``attack_options`` go to :func:`modelsafe.privacy.create_mia`
+    defender on two batches each, i.e. 1:1). ``risk``: ``"advantage"`` (2·accuracy − 1 at the attacker's
+    threshold, the papers' attack accuracy) or ``"auc"`` (2·AUC − 1: threshold-free, so less noisy on a small
+    held-out set; a modelsafe option). ``attack_options`` go to :func:`modelsafe.privacy.create_mia`
     (e.g. ``batch_size``, ``lr``, ``prediction``)."""
 
-    def __init__(self, attack: str, *, refresh_steps: int = 100, attacker_steps: int = 1, seed: int = 0,
-                 **attack_options):
+    def __init__(self, attack: str, *, refresh_steps: int = 100, attacker_steps: int = 1, risk: str = "advantage",
+                 seed: int = 0, **attack_options):
         from modelsafe.privacy import create_mia
 
         self.attack_name = attack
         self.name = {"blackbox-nn": "bmia", "whitebox": "wmia"}.get(attack, attack)
         self.refresh_steps = check_positive_int("refresh_steps", refresh_steps)
         self.attacker_steps = check_positive_int("attacker_steps", attacker_steps)
+        if risk not in RISKS:
+            raise UnknownNameError("safety-test risk", risk, list(RISKS))
+        self.risk = risk
         self.attack = create_mia(attack, seed=derive_seed(seed, "safety", attack), **attack_options)
         if not hasattr(self.attack, "partial_fit"):
             raise ModelsafeError(f"MIA {attack!r} cannot be trained online; use 'blackbox-nn' or 'whitebox'")
@@ -130,7 +142,7 @@ class MIASafetyTest(SafetyTest):
 
     def score(self, model: nn.Module) -> dict[str, float]:
         figures = self.attack.score_model(model, self.data.holdout_members, self.data.holdout_nonmembers)
-        return {"risk": figures["advantage"], **figures}
+        return {"risk": RISKS[self.risk](figures), **figures}
 
     def defence_loss(self, model, inputs, labels, logits) -> torch.Tensor:
         return self.attack.defence_term(model, inputs, labels, logits)
