@@ -48,6 +48,8 @@ def main() -> None:
                              "1.0 was chosen on dev seeds 100 and 101, never on the benchmark seeds (docs)")
     parser.add_argument("--risk", default="advantage", choices=["advantage", "auc"],
                         help="how the safety tests turn their held-out figures into a risk")
+    parser.add_argument("--candidates", nargs="+", default=None,
+                        help="candidate strategies of the selection, 'prune/grow[#seed][@xM]' (default: the library's)")
     parser.add_argument("--bmia-audit-epochs", type=int, default=100,
                         help="epochs of each fresh black-box audit attacker (best epoch chosen on its validation part)")
     parser.add_argument("--bmia-audit-repeats", type=int, default=3,
@@ -65,7 +67,8 @@ def main() -> None:
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=5e-4),
         extra={"dp": {"noise_multiplier": args.noise_multiplier, "max_grad_norm": 1.0},
                "safecompress": {"minmax_lambda": args.minmax_lambda,
-                                **({"risk": args.risk} if args.risk != "advantage" else {})}})
+                                **({"risk": args.risk} if args.risk != "advantage" else {}),
+                                **({"candidates": tuple(args.candidates)} if args.candidates else {})}})
     print(f"Fashion-MNIST, {args.model} width {args.width}, {args.members} members, density {args.density}, "
           f"{args.epochs} epochs (batch {args.batch_size}, lr {args.lr}), mask update every "
           f"{args.update_interval} steps, seeds {args.seeds}, min-max λ {args.minmax_lambda}, black-box audit "
