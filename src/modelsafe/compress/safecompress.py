@@ -51,7 +51,7 @@ from modelsafe._checks import (
     check_non_negative_int,
     check_positive_int,
 )
-from modelsafe.compress.safety import RISKS, SafetyData, SafetyTest, create_safety_tests
+from modelsafe.compress.safety import SafetyData, SafetyTest, check_risk, create_safety_tests
 from modelsafe.compress.selection import Objective, select
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
@@ -146,8 +146,7 @@ class SafeCompressConfig:
         check_positive_int("refresh_steps", self.refresh_steps)
         check_positive_int("attacker_steps", self.attacker_steps)
         check_positive_int("attacker_batch_size", self.attacker_batch_size)
-        if self.risk not in RISKS:
-            raise UnknownNameError("safety-test risk", self.risk, list(RISKS))
+        check_risk(self.risk)
         check_positive_int("validation_samples", self.validation_samples)
         return self
 

@@ -101,6 +101,12 @@ RISKS: dict[str, Callable[[dict], float]] = {
 }
 
 
+def check_risk(name: str) -> str:
+    if name not in RISKS:
+        raise UnknownNameError("safety-test risk", name, list(RISKS))
+    return name
+
+
 class MIASafetyTest(SafetyTest):
     """A learned membership-inference attack (``blackbox-nn`` or ``whitebox``) kept online.
 
@@ -119,9 +125,7 @@ class MIASafetyTest(SafetyTest):
         self.name = {"blackbox-nn": "bmia", "whitebox": "wmia"}.get(attack, attack)
         self.refresh_steps = check_positive_int("refresh_steps", refresh_steps)
         self.attacker_steps = check_positive_int("attacker_steps", attacker_steps)
-        if risk not in RISKS:
-            raise UnknownNameError("safety-test risk", risk, list(RISKS))
-        self.risk = risk
+        self.risk = check_risk(risk)
         self.attack = create_mia(attack, seed=derive_seed(seed, "safety", attack), **attack_options)
         if not hasattr(self.attack, "partial_fit"):
             raise ModelsafeError(f"MIA {attack!r} cannot be trained online; use 'blackbox-nn' or 'whitebox'")
