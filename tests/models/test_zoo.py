@@ -6,7 +6,7 @@ from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.models import create_model, create_model_for, list_models
 
 
-@pytest.mark.parametrize("name", ["cnn", "mlp", "vgg11", "vgg16", "resnet18"])
+@pytest.mark.parametrize("name", ["cnn", "mlp", "vgg11", "vgg16", "vgg-c", "resnet18"])
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
 def test_image_models_shapes(name, channels, size):
     model = create_model(name, 7, in_channels=channels, image_size=size, width=0.25).eval()
@@ -17,6 +17,24 @@ def test_image_models_shapes(name, channels, size):
 def test_cnn_matches_reference_parameter_count():
     model = create_model("cnn", 10, in_channels=1, image_size=28)
     assert sum(p.numel() for p in model.parameters()) == 421_642
+
+
+def test_vgg_c_matches_the_safecompress_code_sizes():
+    from modelsafe.sparse.layers import select_layers
+
+    model = create_model("vgg-c", 100, in_channels=3, image_size=32)
+    layers = select_layers(model)
+    assert sum(layer.numel for layer in layers) == 11_353_792  # the maskable weights of the official VGG-C
+    assert sum(p.numel() for p in model.parameters()) == 11_369_636
+    names = [layer.name.rsplit(".", 1)[0] for layer in layers]
+    assert names[:3] == ["features.0", "features.3", "features.7"] and names[-3:] == [
+        "classifier.0", "classifier.3", "classifier.6"]
+    assert model.features[20].kernel_size == (1, 1) and model.classifier[0].in_features == 2048
+
+
+def test_vgg_c_refuses_inputs_too_small():
+    with pytest.raises(ModelsafeError, match="vgg-c"):
+        create_model("vgg-c", 10, in_channels=3, image_size=2)
 
 
 def test_normalisation_is_inside_the_model():

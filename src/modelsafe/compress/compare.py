@@ -227,6 +227,34 @@ def summarise(rows: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     return summary
 
 
+def paired_difference(rows: Sequence[dict], method: str, baseline: str, key: str,
+                      confidence: float = 0.95) -> dict | None:
+    """``method`` minus ``baseline`` on column ``key``, paired by seed (both runs of a seed share the split,
+    initial weights and masks): per-seed differences, their mean, sample std, a Student-t ``confidence``
+    interval of the mean, and the relative change mean(difference) / mean(baseline) with its interval on the
+    same scale. None when fewer than two seeds have both runs."""
+    from scipy.stats import t as student_t
+
+    mine = {r["seed"]: r.get(key) for r in rows if r["method"] == method}
+    base = {r["seed"]: r.get(key) for r in rows if r["method"] == baseline}
+    seeds = sorted(s for s in mine if s in base and _finite(mine[s]) and _finite(base[s]))
+    if len(seeds) < 2:
+        return None
+    diffs = [mine[s] - base[s] for s in seeds]
+    mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
+    half = float(student_t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std / math.sqrt(len(diffs))
+    ref = statistics.fmean(base[s] for s in seeds)
+    rel = (lambda v: v / ref) if ref > 0 else (lambda v: math.nan)
+    return {"method": method, "baseline": baseline, "key": key, "seeds": seeds, "differences": diffs,
+            "mean": mean, "std": std, "ci": [mean - half, mean + half], "baseline_mean": ref,
+            "relative": rel(mean), "relative_ci": [rel(mean - half), rel(mean + half)],
+            "excludes_zero": bool(mean + half < 0 or mean - half > 0)}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def format_table(summary: Sequence[dict]) -> str:
     def cell(entry: dict, key: str) -> str:
         if key == "method":

@@ -8,8 +8,10 @@ pruning baselines of :mod:`modelsafe.compress.methods`:
 * ``label-smoothing``: RigL sparse training with smoothed targets (ε = 0.1 by default).
 
 Options specific to a method come from ``CompressOptions.extra``: ``safecompress`` (fields of
-:class:`SafeCompressConfig`), ``test_options`` (per safety test), ``dp`` (fields of :class:`DPConfig`),
-``label_smoothing``.
+:class:`SafeCompressConfig`, for every SafeCompress configuration), ``safecompress:<name>`` (fields for the
+configuration ``<name>`` only, over the shared ones; e.g. a selection weight for ``bmia-safecompress`` that
+must not reach its ``accuracy-safecompress`` ablation), ``test_options`` (per safety test), ``dp`` (fields of
+:class:`DPConfig`), ``label_smoothing``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from modelsafe.errors import ModelsafeError
 def _safecompress_config(name: str, options: CompressOptions) -> SafeCompressConfig:
     settings = {"update_interval": options.update_interval, "drop_fraction": options.drop_fraction,
                 "final_drop_fraction": options.final_drop_fraction, "distribution": options.distribution,
-                "density": options.density}
+                "density": options.density, "dense_first": options.dense_first}
     if name == "advreg-dense":
         settings.pop("density")
-    given = dict(options.extra.get("safecompress", {}))
+    own = options.extra.get(f"safecompress:{name}", options.extra.get(f"safecompress:{name.replace('-', '_')}", {}))
+    given = {**options.extra.get("safecompress", {}), **own}
     unknown = sorted(set(given) - {f.name for f in fields(SafeCompressConfig)})
     if unknown:
         raise ModelsafeError(f"unknown SafeCompress option(s) {', '.join(unknown)}; valid: "
@@ -42,7 +45,8 @@ def _safecompress_config(name: str, options: CompressOptions) -> SafeCompressCon
 def _register_safecompress(name: str) -> None:
     @register_method(name, f"SafeCompress configuration {name!r} (see modelsafe.compress.safecompress)",
                      needs_split=True, check=lambda options: _safecompress_config(name, options),
-                     extras=("safecompress", "test_options"))
+                     extras=("safecompress", f"safecompress:{name}", f"safecompress:{name.replace('-', '_')}",
+                             "test_options"))
     def run(model, train_data, options, *, seed, device, run_dir, progress, dataset, split) -> CompressResult:
         del train_data  # the members come from the split
         result = run_safecompress(model, dataset, split, _safecompress_config(name, options), options.train,

@@ -207,11 +207,17 @@ def _finish(callback: SparsityCallback, history: list[dict]) -> dict:
     return info
 
 
+def mask_seed(seed: int) -> int:
+    """The seed of the initial masks and random growth for run seed ``seed``: the same for every sparse method
+    (DST baselines and SafeCompress), so that every comparison of a seed starts from identical masks."""
+    return derive_seed(seed, "masks")
+
+
 def _dst(options: CompressOptions, seed: int, **rule) -> SparsityCallback:
     settings = {"distribution": options.distribution, "dense_first": options.dense_first,
                 "update_interval": options.update_interval, "drop_fraction": options.drop_fraction,
                 "final_drop_fraction": options.final_drop_fraction, "end": options.end,
-                "seed": derive_seed(seed, "masks")}
+                "seed": mask_seed(seed)}
     return SparsityCallback.dynamic(options.density, **{**settings, **rule})
 
 

@@ -1,38 +1,41 @@
 """SafeCompress: test-driven safe compression (Zhu, Wang, Han et al., ASE 2022; TSE 2024).
 
-A dense model becomes a sparse one by dynamic sparse training (ERK initial masks, scheduled prune → grow).
-At every mask update:
+A dense model becomes a sparse one by dynamic sparse training (ERK initial masks, scheduled prune → grow),
+driven explicitly by :class:`SafeCompress`:
 
-1. every safety test's online attacker is trained further against the current model (``refresh_steps``);
-2. one candidate mask is proposed per candidate strategy (:meth:`DynamicSparsity.propose`; the live model
-   and optimizer are untouched);
-3. each candidate is fine-tuned for ``probe_steps`` steps on a copy and scored: task accuracy on a
-   validation sample, and risk from every safety test on held-out attacker-known data;
-4. the candidate with the best objective (:class:`~modelsafe.compress.selection.Objective`) is applied and
-   every candidate's scores are logged.
+1. every ``update_interval`` optimizer steps, each safety test is refreshed: its online attacker trains
+   ``refresh_steps`` more steps against the current model and its decision threshold is re-calibrated on the
+   attacker's own training data (configurations without selection are refreshed the same way);
+2. at each scheduled mask update one candidate mask is proposed per candidate strategy
+   (:meth:`DynamicSparsity.propose`; the live model and optimizer are untouched);
+3. each candidate is copied and fine-tuned for ``probe_steps`` steps with the run's own optimizer, on batches
+   common to all candidates of the update (:mod:`~modelsafe.compress.probe`), then scored on common samples:
+   task accuracy on a validation sample, and risk from every safety test on held-out attacker-known data;
+4. the candidate with the best objective (:class:`~modelsafe.compress.selection.Objective`) is applied; the
+   log keeps every candidate's scores, the most accurate candidate, whether the choice differs from it, and
+   the paired-bootstrap resolution of each risk statistic (:mod:`~modelsafe.compress.resolution`).
 
 From ``minmax_start`` (fraction of training) on, the defender minimises CE + λ·Σ_j log h_j (Nasr et al.'s
-adversarial regularisation against the same online attackers, papers.md A4.7), with ``attacker_steps``
-attacker updates per defender step. BMIA, WMIA and MMIA-SafeCompress are configurations of this one trainer
-(:data:`CONFIGS`).
+adversarial regularisation against the same online attackers), with ``attacker_steps`` attacker updates per
+defender step. BMIA, WMIA and MMIA-SafeCompress are configurations of this one trainer (:data:`CONFIGS`), as
+are the baselines and ablations that share everything but one mechanism.
 
-Departures from the papers, all options (papers.md A5 lists what could not be verified):
+Departures from the papers, all options:
 
-* Candidates: the papers' "strategies" are not specified. Default: four candidates, magnitude pruning with
-  RigL-gradient, momentum and two random growths. Because regrown weights start at zero, candidates that
-  prune alike compute the same function at the moment of the update; each is therefore fine-tuned for
-  ``probe_steps`` steps (on a copy) before scoring, and a strategy may carry a drop-fraction multiplier
-  (``"magnitude/gradient@x2"``) so candidates also differ in how much they prune.
-* Selection: accuracy − w·max risk with w = 1 (modelsafe's choice).
+* Candidates: the papers do not specify their "strategies". Default: four candidates, magnitude pruning with
+  RigL-gradient, momentum and two random growths; a strategy may carry a drop-fraction multiplier
+  (``"magnitude/gradient@x2"``).
+* Selection: accuracy − w·max risk with w = 1 on the attack advantage, i.e. accuracy − 2·(MIA accuracy) + 1:
+  the attack weighs twice as much as in accuracy − MIA accuracy, which is ``objective_weight=0.5``.
 * Model selection data: a validation split of the training distribution, never the test set (the official
   code validates on the test set).
-* The official code's behaviour is the ``safecompress-official`` configuration: random growth, one
-  candidate (no selection), λ = 0.1 over the last third, updates until the end of training.
+* The official code's recipe is the ``safecompress-official`` configuration.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import time
@@ -41,17 +44,26 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from modelsafe._checks import (
+    check_choice,
     check_density,
     check_fraction,
     check_non_negative,
     check_non_negative_int,
     check_positive_int,
 )
-from modelsafe.compress.safety import SafetyData, SafetyTest, check_risk, create_safety_tests
+from modelsafe.compress.methods import mask_seed
+from modelsafe.compress.probe import probe, probe_batches
+from modelsafe.compress.resolution import RISK_STATISTICS, PairedBootstrap, check_risk
+from modelsafe.compress.safety import (
+    SAFETY_TESTS,
+    MembershipSafetyTest,
+    SafetyData,
+    SafetyTest,
+    create_safety_tests,
+)
 from modelsafe.compress.selection import Objective, select
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
@@ -95,12 +107,17 @@ class CandidateSpec:
 class SafeCompressConfig:
     """Settings of one SafeCompress run (see the module docstring for each stage).
 
-    ``tests``: safety tests (``bmia``, ``wmia``, ``adversarial``); ``select=False`` applies the single
+    ``tests``: safety tests (``bmia``, ``wmia``, ``loss``, ``adversarial``); ``select=False`` applies the single
     candidate without scoring (plain DST / the official code). ``update_interval``: optimizer steps between
-    mask updates; ``update_end``: fraction of training after which masks are frozen. ``minmax_start`` /
-    ``minmax_lambda``: the adversarial-regularisation phase (``minmax=False`` turns it off). ``risk``: how the
-    MIA tests turn their held-out figures into a risk, ``"advantage"`` (the papers') or ``"auc"``
-    (2·AUC − 1, threshold-free)."""
+    mask updates and between attacker refreshes; ``update_end``: fraction of training after which masks are
+    frozen. ``probe_steps``: fine-tuning steps of each candidate copy before scoring (common batches, the
+    run's optimizer). ``objective_weight``: w of accuracy − w·risk (0 = select by accuracy only).
+    ``minmax_start`` / ``minmax_lambda``: the adversarial-regularisation phase (``minmax=False`` turns it
+    off). ``risk``: how membership tests turn their held-out scores into a risk (``advantage``, ``auc``,
+    ``gap``; :mod:`~modelsafe.compress.resolution`). ``holdout_fraction``: share of the attacker-known sets
+    kept out of attacker training to score candidates on. ``prediction``: what the black-box attacker sees
+    (``probabilities`` or the official code's ``logits``). ``bootstrap_rounds``: paired-bootstrap resamples
+    behind the logged standard errors."""
 
     density: float = 0.05
     tests: tuple[str, ...] = ("bmia",)
@@ -116,15 +133,18 @@ class SafeCompressConfig:
     final_drop_fraction: float = 0.005
     drop_decay: str = "cosine"
     distribution: str = "erk"
+    dense_first: bool = False
     minmax: bool = True
     minmax_start: float = 2 / 3
     minmax_lambda: float = 0.1
     refresh_steps: int = 100
     attacker_steps: int = 1
     risk: str = "advantage"
+    prediction: str = "probabilities"
     attacker_batch_size: int = 64
     holdout_fraction: float = 0.2
     validation_samples: int = 1000
+    bootstrap_rounds: int = 200
 
     def validate(self) -> SafeCompressConfig:
         check_density(self.density)
@@ -133,10 +153,16 @@ class SafeCompressConfig:
             raise ModelsafeError("at least one candidate strategy is needed")
         if not self.select and len(specs) != 1:
             raise ModelsafeError("select=False takes exactly one candidate strategy (nothing would choose)")
-        if self.select and not self.tests:
-            raise ModelsafeError("select=True needs at least one safety test")
+        if self.select:
+            _check_selectable(self, specs)
         if self.minmax and not self.tests:
             raise ModelsafeError("the min-max phase needs at least one safety test (its attackers)")
+        for name in self.tests:
+            if name not in SAFETY_TESTS:
+                raise UnknownNameError("safety test", name, list(SAFETY_TESTS))
+        if self.minmax and set(self.tests) <= {"loss", "adversarial"}:
+            raise ModelsafeError("the min-max phase needs a learned attacker among the tests ('bmia' or 'wmia'); "
+                                 "'loss' and 'adversarial' offer no defence term")
         Objective(self.objective_weight, self.objective_reduce)
         check_non_negative_int("probe_steps", self.probe_steps)
         check_positive_int("update_interval", self.update_interval)
@@ -147,22 +173,51 @@ class SafeCompressConfig:
         check_positive_int("attacker_steps", self.attacker_steps)
         check_positive_int("attacker_batch_size", self.attacker_batch_size)
         check_risk(self.risk)
+        check_choice("prediction", self.prediction, ("probabilities", "logits"))
         check_positive_int("validation_samples", self.validation_samples)
+        check_positive_int("bootstrap_rounds", self.bootstrap_rounds)
         return self
 
 
-# Named configurations. BMIA/WMIA/MMIA follow the TSE paper's instances; the rest are baselines on the same
-# engine and split, so a comparison changes one thing at a time.
+_RANDOM_RULES = ("random", "random-unfired")
+
+
+def _check_selectable(cfg: SafeCompressConfig, specs: list[CandidateSpec]) -> None:
+    """Selection needs tests, probe steps and at least two candidates that can differ."""
+    if not cfg.tests:
+        raise ModelsafeError("select=True needs at least one safety test")
+    if cfg.probe_steps < 1:
+        raise ModelsafeError("select=True needs probe_steps >= 1: without probing, candidates that prune alike "
+                             "compute the same function and the selection could not tell them apart")
+    if len(specs) < 2:
+        raise ModelsafeError("select=True needs at least two candidate strategies (one leaves nothing to choose)")
+    keys = []
+    for spec in specs:
+        st = spec.strategy
+        random = st.prune in _RANDOM_RULES or st.grow in _RANDOM_RULES
+        keys.append((st.prune, st.grow, spec.multiplier, st.seed if random else None))
+    if len(set(keys)) < len(keys):
+        raise ModelsafeError(f"candidate strategies {list(cfg.candidates)} include two that always give the same "
+                             "mask (deterministic rules differ only by a '#seed'); make them differ")
+
+
+# Named configurations. BMIA/WMIA/MMIA follow the TSE paper's instances; the rest are baselines and
+# ablations on the same engine, split, initial weights and masks, so a comparison changes one thing at a time.
 CONFIGS: dict[str, dict] = {
     "bmia-safecompress": dict(tests=("bmia",)),
     "wmia-safecompress": dict(tests=("wmia",)),
     "mmia-safecompress": dict(tests=("bmia", "wmia")),
     # the ASE paper's MIA-SafeCompress: black-box test-driven selection, no min-max phase
     "mia-safecompress": dict(tests=("bmia",), minmax=False),
-    # the official code as published: random growth, one candidate, λ=0.1 in the last third, updates to the end
+    # ablation: bmia-safecompress with the selection by task accuracy only (the attackers, refreshes, probes
+    # and min-max phase are those of bmia-safecompress; only the choice ignores the risk)
+    "accuracy-safecompress": dict(tests=("bmia",), objective_weight=0.0),
+    # the official code's published recipe: one random-growth candidate (no selection), mask updates every
+    # 4000 steps until the end, raw logits into the attacker, λ = 0.1 over the last third
     "safecompress-official": dict(tests=("bmia",), candidates=("magnitude/random",), select=False, probe_steps=0,
-                                  update_end=1.0),
-    # adversarial regularisation (Nasr et al. 2018) on the sparse engine, no selection
+                                  update_interval=4000, update_end=1.0, prediction="logits"),
+    # adversarial regularisation (Nasr et al. 2018) on the sparse engine, no selection; its attacker is
+    # refreshed on the same schedule as SafeCompress's, so the min-max phase starts from a warm attacker
     "advreg-sparse": dict(tests=("bmia",), candidates=("magnitude/gradient",), select=False, probe_steps=0),
     # adversarial regularisation of the dense model
     "advreg-dense": dict(density=1.0, tests=("bmia",), candidates=("magnitude/gradient",), select=False,
@@ -178,11 +233,16 @@ def get_config(name: str, **overrides) -> SafeCompressConfig:
 
 
 class SafeCompress(Callback):
-    """The SafeCompress trainer as a :func:`~modelsafe.training.fit` callback.
+    """The SafeCompress trainer as a :func:`~modelsafe.training.fit` callback that drives the sparse engine
+    explicitly (the engine never updates on its own).
 
-    ``tests`` share ``safety_data``; ``validation`` scores task accuracy of candidates; ``members`` feed the
-    candidates' probe fine-tuning. The sparse engine is built when fitting starts and is then available as
-    ``.engine``; ``.log`` holds every selection (all candidates' scores and the choice)."""
+    After every optimizer step: the engine re-applies the masks; every ``update_interval`` steps each safety
+    test is refreshed (its online attacker trained further and its threshold re-calibrated), whether or not
+    this configuration selects; when the engine's schedule says an update is due, one candidate per candidate
+    strategy is proposed, probed on common batches, scored on common held-out samples and the chosen one is
+    applied. ``tests`` share ``safety_data``; ``validation`` scores task accuracy of candidates; ``members``
+    feed the probes. ``.engine`` is built when fitting starts; ``.log`` holds every update (all candidates'
+    scores, the choice, the most accurate candidate and the per-update resolution of each risk statistic)."""
 
     def __init__(self, config: SafeCompressConfig, tests: Sequence[SafetyTest], safety_data: SafetyData,
                  validation: TensorData, members: TensorData, *, seed: int = 0):
@@ -196,7 +256,6 @@ class SafeCompress(Callback):
         self.validation = validation.subset(idx)
         self.members = members
         self.seed = seed
-        self.probe_gen = make_generator(derive_seed(seed, "safecompress-probe"))
         self.engine: DynamicSparsity | None = None
         self.log: list[dict] = []
         self.minmax_from: int | None = None
@@ -210,9 +269,8 @@ class SafeCompress(Callback):
             state.model, state.optimizer, cfg.density, total_steps=state.total_steps,
             update_interval=cfg.update_interval, distribution=cfg.distribution, drop_fraction=cfg.drop_fraction,
             final_drop_fraction=cfg.final_drop_fraction, drop_decay=cfg.drop_decay, end=cfg.update_end,
-            strategies=strategies[:1] if cfg.select else strategies,
-            selector=self._select if cfg.select else None,
-            track_momentum=any("momentum" in s.needs for s in strategies), seed=self.seed)
+            strategies=strategies, auto_update=False, dense_first=cfg.dense_first,
+            track_momentum=any("momentum" in s.needs for s in strategies), seed=mask_seed(self.seed))
         for test in self.tests:
             test.prepare(state.model, self.safety_data)
         self.minmax_from = math.ceil(cfg.minmax_start * state.total_steps) if cfg.minmax else None
@@ -234,7 +292,17 @@ class SafeCompress(Callback):
         return loss + self.config.minmax_lambda * torch.stack(terms).sum() if terms else loss
 
     def after_optimizer_step(self, state: TrainState) -> None:
-        self.engine.step()
+        engine = self.engine
+        engine.step()
+        if engine.step_count % self.config.update_interval == 0:
+            self.refresh()
+        if engine.update_due():
+            self.update()
+
+    def refresh(self) -> None:
+        """Train every safety test's attacker further against the live model and re-calibrate it."""
+        for test in self.tests:
+            test.refresh(self.engine.model)
 
     def on_epoch_end(self, state: TrainState) -> None:
         summary = self.engine.summary()
@@ -243,68 +311,78 @@ class SafeCompress(Callback):
         if self.log:
             state.logs["last_selection"] = self.log[-1]["chosen_strategy"]
 
-    # ---------------------------------------------------------------- selection
-    def _select(self, proposed: list[Candidate], engine: DynamicSparsity) -> Candidate:
-        del proposed  # the engine proposes the first strategy only; the full candidate set is built here
-        start = time.perf_counter()
+    # ---------------------------------------------------------------- one mask update
+    def update(self) -> None:
+        """Propose one candidate per strategy, score them (when selecting), apply the chosen one, log it."""
+        engine, start = self.engine, time.perf_counter()
         fraction = engine.drop_fraction()
         candidates = engine.propose([spec.at(fraction) for spec in self.specs])
-        for test in self.tests:
-            test.refresh(engine.model)
-        rows = [self._score(candidate) for candidate in candidates]
-        best = select(rows, self.objective)
-        self.log.append({"step": engine.step_count, "drop_fraction": fraction, "chosen": best,
-                         "chosen_strategy": rows[best]["strategy"], "candidates": rows,
-                         "seconds": time.perf_counter() - start})
-        return candidates[best]
-
-    def _score(self, candidate: Candidate) -> dict:
-        if self.config.probe_steps:
-            model = self.engine.candidate_model(candidate)
-            self._probe(model, candidate)
-            figures = self._measure(model)
+        entry: dict = {"step": engine.step_count, "drop_fraction": fraction}
+        if self.config.select:
+            entry.update(self._choose(candidates))
         else:
-            with self.engine.trial(candidate) as model:
-                figures = self._measure(model)
-        row = {"strategy": candidate.strategy.describe(), "drop_fraction": candidate.drop_fraction, **figures}
-        row["objective"] = self.objective(row["accuracy"], row["risks"])
-        return row
+            entry.update(chosen=0, candidates=[{"strategy": candidates[0].strategy.describe()}])
+        entry["chosen_strategy"] = candidates[entry["chosen"]].strategy.describe()
+        engine.apply(candidates[entry["chosen"]])
+        entry["applied_masks_sha"] = masks_digest(engine.masks)
+        entry["seconds"] = time.perf_counter() - start
+        self.log.append(entry)
 
-    def _measure(self, model: nn.Module) -> dict:
+    def _choose(self, candidates: list[Candidate]) -> dict:
+        step = self.engine.step_count
+        batches = probe_batches(self.members, self.config.probe_steps, self._state.config.batch_size,
+                                derive_seed(self.seed, "safecompress-probe", step))
+        scored = [self._score(candidate, batches) for candidate in candidates]
+        rows = [row for row, _ in scored]
+        best, most_accurate = select(rows, self.objective), select(rows, Objective(0.0))
+        resolution = {}
+        for test in self.tests:
+            if isinstance(test, MembershipSafetyTest):
+                boot = PairedBootstrap(*map(len, scored[0][1][test.name]), rounds=self.config.bootstrap_rounds,
+                                       seed=derive_seed(self.seed, "safecompress-bootstrap", step, test.name))
+                samples = [s[test.name] for _, s in scored]
+                resolution[test.name] = {stat: boot.resolution(samples, stat, [test.threshold] * len(samples),
+                                                                most_accurate) for stat in RISK_STATISTICS}
+        return {"chosen": best, "most_accurate": most_accurate, "differs_from_most_accurate": best != most_accurate,
+                "candidates": rows, "resolution": resolution}
+
+    def _score(self, candidate: Candidate, batches: list[torch.Tensor]) -> tuple[dict, dict]:
+        model = self.engine.candidate_model(candidate)
+        probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=self._state.device,
+              label_smoothing=self._state.config.label_smoothing)
         accuracy = evaluate(model, self.validation, device=self._state.device)["accuracy"]
-        scores = {test.name: test.score(model) for test in self.tests}
-        return {"accuracy": accuracy, "risks": {k: v["risk"] for k, v in scores.items()}, "tests": scores}
-
-    def _probe(self, model: nn.Module, candidate: Candidate) -> None:
-        """Fine-tune a candidate copy for ``probe_steps`` SGD steps on member batches, masks enforced."""
-        lr = self._state.optimizer.param_groups[0]["lr"]
-        params = dict(model.named_parameters())
-        masks = {name: mask.to(params[name].device) for name, mask in candidate.masks.items()}
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-        model.train()
-        for _ in range(self.config.probe_steps):
-            idx = torch.randint(len(self.members), (self._state.config.batch_size,), generator=self.probe_gen)
-            x = self.members.features(idx).to(self._state.device)
-            y = self.members.y[idx].to(self._state.device)
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            with torch.no_grad():
-                for name, mask in masks.items():
-                    params[name].mul_(mask)
-        model.eval()
+        figures, samples = {}, {}
+        for test in self.tests:
+            if isinstance(test, MembershipSafetyTest):
+                samples[test.name] = test.holdout_scores(model)
+                figures[test.name] = test.figures(*samples[test.name])
+            else:
+                figures[test.name] = test.score(model)
+        row = {"strategy": candidate.strategy.describe(), "drop_fraction": candidate.drop_fraction,
+               "masks_sha": masks_digest(candidate.masks), "accuracy": accuracy,
+               "risks": {k: v["risk"] for k, v in figures.items()}, "tests": figures}
+        row["objective"] = self.objective(row["accuracy"], row["risks"])
+        return row, samples
 
     # ---------------------------------------------------------------- resume
     def state_dict(self) -> dict:
         return {"engine": self.engine.state_dict(), "tests": [t.state_dict() for t in self.tests],
-                "log": copy.deepcopy(self.log), "probe_generator": self.probe_gen.get_state()}
+                "log": copy.deepcopy(self.log)}
 
     def load_state_dict(self, state: dict) -> None:
         self.engine.load_state_dict(state["engine"])
         for test, test_state in zip(self.tests, state["tests"], strict=True):
             test.load_state_dict(test_state)
         self.log = copy.deepcopy(state["log"])
-        self.probe_gen.set_state(state["probe_generator"])
+
+
+def masks_digest(masks: dict[str, torch.Tensor]) -> str:
+    """A short SHA-256 of bool masks (by name), to show in logs which mask was applied."""
+    digest = hashlib.sha256()
+    for name in sorted(masks):
+        digest.update(name.encode())
+        digest.update(masks[name].detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
@@ -325,6 +403,8 @@ def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     safety_data = SafetyData.from_split(dataset, split, cfg.holdout_fraction, seed=seed, pool=pool)
     options = {name: {"batch_size": cfg.attacker_batch_size, "refresh_steps": cfg.refresh_steps,
                       "attacker_steps": cfg.attacker_steps, "risk": cfg.risk} for name in ("bmia", "wmia")}
+    options["bmia"]["prediction"] = cfg.prediction
+    options["loss"] = {"risk": cfg.risk}
     for name, extra in (test_options or {}).items():
         options[name] = {**options.get(name, {}), **extra}
     tests = create_safety_tests(cfg.tests, seed=seed, **options)

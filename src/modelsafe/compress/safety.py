@@ -10,9 +10,10 @@ Tests only ever see :class:`SafetyData`, built from the split's attacker-known s
 ``eval_nonmembers``) never reach a safety test, so a final audit on them stays independent.
 
 Built-in tests: ``bmia`` (black-box learned MIA, Nasr architecture), ``wmia`` (white-box MIA: logits, loss,
-label and last-layer gradients) and ``adversarial`` (white-box adversarial-example success rate: the plug-in
-that lets transfer/evasion attacks drive compression). The risk a test reports is in [-1, 1]; higher is less
-safe (for MIAs it is the attack advantage 2·accuracy − 1 on the held-out pair).
+label and last-layer gradients), ``loss`` (the training-free true-label confidence signal) and ``adversarial``
+(white-box adversarial-example success rate: the plug-in that lets transfer/evasion attacks drive
+compression). The risk a test reports is in [-1, 1]; higher is less safe (for membership tests one of the
+statistics of :mod:`~modelsafe.compress.resolution` on the held-out pair).
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from modelsafe._checks import check_fraction, check_positive, check_positive_int
+from modelsafe.compress.resolution import all_risks, check_risk
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.privacy.metrics import best_threshold
 from modelsafe.utils import derive_seed, make_generator
 
 
@@ -94,42 +98,88 @@ class SafetyTest(ABC):
         del state
 
 
-# How a membership attack's figures on the held-out pair become a risk in [-1, 1].
-RISKS: dict[str, Callable[[dict], float]] = {
-    "advantage": lambda figures: figures["advantage"],
-    "auc": lambda figures: 2.0 * figures["auc"] - 1.0,
-}
+def _calibration_sample(data: TensorData, limit: int, seed: int) -> TensorData:
+    """At most ``limit`` samples of ``data``, the same ones every time."""
+    if len(data) <= limit:
+        return data
+    return data.subset(torch.randperm(len(data), generator=make_generator(seed))[:limit])
 
 
-def check_risk(name: str) -> str:
-    if name not in RISKS:
-        raise UnknownNameError("safety-test risk", name, list(RISKS))
-    return name
+class MembershipSafetyTest(SafetyTest):
+    """A safety test that scores each held-out attacker-known sample for membership.
+
+    Subclasses give :meth:`sample_scores` (membership scores in [0, 1], higher = more likely member) and may
+    train an attacker in :meth:`refresh`. The risk is one statistic of :mod:`~modelsafe.compress.resolution`
+    (``advantage`` at a threshold calibrated on the attacker's own training data at every refresh, ``auc`` or
+    ``gap``); :meth:`score` reports all three with the risk, so every candidate's log row carries them."""
+
+    risk: str = "advantage"
+    calibration_samples: int = 500
+
+    def __init__(self) -> None:
+        self.data: SafetyData | None = None
+        self.threshold = 0.5
+
+    @abstractmethod
+    def sample_scores(self, model: nn.Module, members: TensorData,
+                      nonmembers: TensorData) -> tuple[np.ndarray, np.ndarray]:
+        """Membership scores (n1,), (n0,) in [0, 1] of ``model`` on two sets of samples."""
+
+    def holdout_scores(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        """Scores on the held-out attacker-known members and non-members (what candidates are judged on)."""
+        return self.sample_scores(model, self.data.holdout_members, self.data.holdout_nonmembers)
+
+    def calibrate(self, model: nn.Module) -> None:
+        """Set the decision threshold that maximises balanced accuracy on (a fixed sample of) the attacker's
+        training members and non-members, never on the held-out pair."""
+        limit, seed = self.calibration_samples, derive_seed(self.seed, "calibration")
+        m, u = self.sample_scores(model, _calibration_sample(self.data.attacker_members, limit, seed),
+                                  _calibration_sample(self.data.attacker_nonmembers, limit, seed + 1))
+        threshold = best_threshold(np.r_[m, u], np.r_[np.ones(m.size), np.zeros(u.size)])
+        self.threshold = float(np.clip(threshold, 0.0, 1.0 + 1e-9))
+
+    def figures(self, members: np.ndarray, nonmembers: np.ndarray) -> dict[str, float]:
+        """The risk and its ingredients on held-out scores (from :meth:`holdout_scores`): ``advantage``,
+        ``auc`` (the area itself, in [0, 1]), ``gap`` and the ``threshold`` used."""
+        figures = all_risks(members, nonmembers, self.threshold)
+        return {"risk": figures[self.risk], "advantage": figures["advantage"], "auc": 0.5 * (figures["auc"] + 1.0),
+                "gap": figures["gap"], "threshold": self.threshold}
+
+    def score(self, model: nn.Module) -> dict[str, float]:
+        return self.figures(*self.holdout_scores(model))
+
+    def state_dict(self) -> dict:
+        return {"threshold": self.threshold}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.threshold = float(state["threshold"])
 
 
-class MIASafetyTest(SafetyTest):
+class MIASafetyTest(MembershipSafetyTest):
     """A learned membership-inference attack (``blackbox-nn`` or ``whitebox``) kept online.
 
-    ``refresh_steps``: attacker training steps against the current model before each selection;
-    ``attacker_steps``: steps per defender step in the min-max phase (the TSE code trains attacker and
-    defender on two batches each, i.e. 1:1). ``risk``: ``"advantage"`` (2·accuracy − 1 at the attacker's
-    threshold, the papers' attack accuracy) or ``"auc"`` (2·AUC − 1: threshold-free, so less noisy on a small
-    held-out set; a modelsafe option). ``attack_options`` go to :func:`modelsafe.privacy.create_mia`
-    (e.g. ``batch_size``, ``lr``, ``prediction``)."""
+    ``refresh_steps``: attacker training steps against the current model at every refresh (SafeCompress
+    refreshes every ``update_interval`` optimizer steps, whether or not it selects); ``attacker_steps``: steps
+    per defender step in the min-max phase (the TSE code trains attacker and defender on two batches each,
+    i.e. 1:1). ``risk``: see :class:`MembershipSafetyTest`; the scores are the attacker's membership
+    probabilities. ``attack_options`` go to :func:`modelsafe.privacy.create_mia` (e.g. ``batch_size``, ``lr``,
+    ``prediction``)."""
 
     def __init__(self, attack: str, *, refresh_steps: int = 100, attacker_steps: int = 1, risk: str = "advantage",
                  seed: int = 0, **attack_options):
         from modelsafe.privacy import create_mia
 
+        super().__init__()
         self.attack_name = attack
         self.name = {"blackbox-nn": "bmia", "whitebox": "wmia"}.get(attack, attack)
         self.refresh_steps = check_positive_int("refresh_steps", refresh_steps)
         self.attacker_steps = check_positive_int("attacker_steps", attacker_steps)
         self.risk = check_risk(risk)
+        self.seed = seed
         self.attack = create_mia(attack, seed=derive_seed(seed, "safety", attack), **attack_options)
         if not hasattr(self.attack, "partial_fit"):
             raise ModelsafeError(f"MIA {attack!r} cannot be trained online; use 'blackbox-nn' or 'whitebox'")
-        self.data: SafetyData | None = None
+        self.refreshes = 0
 
     def prepare(self, model: nn.Module, data: SafetyData) -> None:
         self.data = data
@@ -140,22 +190,63 @@ class MIASafetyTest(SafetyTest):
 
     def refresh(self, model: nn.Module) -> None:
         self._train(model, self.refresh_steps)
+        self.refreshes += 1
+        self.calibrate(model)
 
     def attacker_step(self, model: nn.Module) -> None:
         self._train(model, self.attacker_steps)
 
-    def score(self, model: nn.Module) -> dict[str, float]:
-        figures = self.attack.score_model(model, self.data.holdout_members, self.data.holdout_nonmembers)
-        return {"risk": RISKS[self.risk](figures), **figures}
+    def sample_scores(self, model, members, nonmembers) -> tuple[np.ndarray, np.ndarray]:
+        return (1.0 / (1.0 + np.exp(-self.attack.score(model, members))),
+                1.0 / (1.0 + np.exp(-self.attack.score(model, nonmembers))))
 
     def defence_loss(self, model, inputs, labels, logits) -> torch.Tensor:
         return self.attack.defence_term(model, inputs, labels, logits)
 
     def state_dict(self) -> dict:
-        return self.attack.state_dict()
+        return {"attack": self.attack.state_dict(), "threshold": self.threshold, "refreshes": self.refreshes}
 
     def load_state_dict(self, state: dict) -> None:
-        self.attack.load_state_dict(state)
+        self.attack.load_state_dict(state["attack"])
+        self.threshold, self.refreshes = float(state["threshold"]), int(state["refreshes"])
+
+
+class LossSafetyTest(MembershipSafetyTest):
+    """The training-free loss signal (Yeom et al. 2018) as a safety test: a sample's score is the model's
+    probability of its true label, exp(−cross-entropy), so ``auc`` is the loss-threshold attack's 2·AUC − 1
+    and ``gap`` the member/non-member confidence gap. It trains nothing and offers no defence term; a refresh
+    re-calibrates its threshold. Used beside a learned attacker it makes the selection answer to the
+    membership signal itself, not only to one attack network."""
+
+    name = "loss"
+
+    def __init__(self, *, risk: str = "gap", seed: int = 0, batch_size: int = 512):
+        super().__init__()
+        self.risk = check_risk(risk)
+        self.seed = seed
+        self.batch_size = check_positive_int("batch_size", batch_size)
+
+    def prepare(self, model: nn.Module, data: SafetyData) -> None:
+        self.data = data
+
+    def refresh(self, model: nn.Module) -> None:
+        self.calibrate(model)
+
+    def sample_scores(self, model, members, nonmembers) -> tuple[np.ndarray, np.ndarray]:
+        return _true_label_probability(model, members, self.batch_size), _true_label_probability(
+            model, nonmembers, self.batch_size)
+
+
+@torch.no_grad()
+def _true_label_probability(model: nn.Module, data: TensorData, batch_size: int) -> np.ndarray:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for x, y in data.batches(batch_size, device=device):
+        out.append(torch.softmax(model(x).double(), dim=1).gather(1, y[:, None]).squeeze(1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
 
 
 class AdversarialSafetyTest(SafetyTest):
@@ -207,12 +298,13 @@ class AdversarialSafetyTest(SafetyTest):
 SAFETY_TESTS: dict[str, Callable[..., SafetyTest]] = {
     "bmia": lambda **kw: MIASafetyTest("blackbox-nn", **kw),
     "wmia": lambda **kw: MIASafetyTest("whitebox", **kw),
+    "loss": LossSafetyTest,
     "adversarial": AdversarialSafetyTest,
 }
 
 
 def create_safety_test(name: str, **options) -> SafetyTest:
-    """A safety test by name: ``bmia``, ``wmia`` or ``adversarial``."""
+    """A safety test by name: ``bmia``, ``wmia``, ``loss`` or ``adversarial``."""
     if name not in SAFETY_TESTS:
         raise UnknownNameError("safety test", name, list(SAFETY_TESTS))
     return SAFETY_TESTS[name](**options)

@@ -13,7 +13,7 @@ from torch import nn
 from modelsafe._checks import check_positive, check_positive_int
 from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.models.text import TextClassifier
-from modelsafe.models.vision import MLP, VGG, ResNet18, SmallCNN
+from modelsafe.models.vision import MLP, VGG, VGGC, ResNet18, SmallCNN
 
 if TYPE_CHECKING:
     from modelsafe.data.info import DatasetInfo
@@ -25,6 +25,7 @@ _IMAGE_MODELS: dict[str, Builder] = {
     "mlp": MLP,
     "vgg11": lambda *a, **k: VGG("vgg11", *a, **k),
     "vgg16": lambda *a, **k: VGG("vgg16", *a, **k),
+    "vgg-c": VGGC,
     "resnet18": ResNet18,
 }
 _EXTERNAL_PREFIXES = ("timm:", "torchvision:")

@@ -1,4 +1,5 @@
-"""Image classifiers written for small inputs (28-64 px): a small CNN, an MLP, CIFAR-style VGG and ResNet-18.
+"""Image classifiers written for small inputs (28-64 px): a small CNN, an MLP, CIFAR-style VGG (incl. the
+SafeCompress papers' VGG-C) and ResNet-18.
 
 Every model's first module is :class:`Normalize`, so inputs are (N, C, H, W) float images in [0, 1];
 outputs are (N, num_classes) logits.
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from modelsafe.errors import ModelsafeError
 from modelsafe.models.layers import Normalize, channel_stats, scaled
 
 
@@ -91,6 +93,49 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.normalize(x)))
+
+
+# VGG16 configuration C (Simonyan & Zisserman 2015) as the SafeCompress/ITOP code builds it for CIFAR:
+# ("1x1", c) is a 1x1 convolution with padding 1, which grows the map by 2 on each side pair.
+VGG_C_CONFIG: list[int | str | tuple[str, int]] = [64, 64, "M", 128, 128, "M", 256, 256, ("1x1", 256), "M",
+                                                   512, 512, ("1x1", 512), "M", 512, 512, ("1x1", 512), "M"]
+
+
+class VGGC(nn.Module):
+    """VGG-C, the CIFAR-100 model of the SafeCompress papers (Zhu et al., ASE 2022 / TSE 2024), in the layout
+    of their code: conv-BN-ReLU blocks with biased 3x3 convolutions, 1x1 convolutions with padding 1 closing
+    stages 3-5, max-pooling after each stage, then Linear(512w·s² → 512w)-ReLU-BN-Linear(512w → 512w)-ReLU-BN-
+    Linear(512w → C) on the flattened s×s map (s = 2 for 32x32 inputs). On CIFAR-100 at width 1 it has
+    11,353,792 conv/linear weights (the maskable ones) and 11,369,636 parameters in all. Module indices match
+    the code (``features.0`` ... ``features.40``, ``classifier.0/3/6``), so per-layer densities line up."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int, width: float = 1.0,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+        super().__init__()
+        self.normalize = Normalize(*channel_stats(mean, std, in_channels))
+        layers: list[nn.Module] = []
+        channels, side = in_channels, image_size
+        for item in VGG_C_CONFIG:
+            if item == "M":
+                if side < 2:
+                    raise ModelsafeError(f"model 'vgg-c' needs larger inputs than {image_size}x{image_size} "
+                                         "(its feature map shrinks below 1x1)")
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+                continue
+            kernel, padding = (1, 1) if isinstance(item, tuple) else (3, 1)
+            out = scaled(width, item[1] if isinstance(item, tuple) else int(item))
+            layers += [nn.Conv2d(channels, out, kernel, padding=padding), nn.BatchNorm2d(out), nn.ReLU()]
+            side += 2 if kernel == 1 else 0
+            channels = out
+        self.features = nn.Sequential(*layers)
+        hidden = scaled(width, 512)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * side * side, hidden), nn.ReLU(), nn.BatchNorm1d(hidden),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.BatchNorm1d(hidden), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.normalize(x)).flatten(1))
 
 
 class BasicBlock(nn.Module):
