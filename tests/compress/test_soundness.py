@@ -250,3 +250,13 @@ def test_probing_leaves_the_live_model_and_optimizer_untouched(problem):
     assert all(torch.equal(v, sc.engine.model.state_dict()[k]) for k, v in before.items())
     after = [opt.state[p]["momentum_buffer"] for g in opt.param_groups for p in g["params"]]
     assert all(torch.equal(a, b) for a, b in zip(momentum, after, strict=True))
+
+
+def test_privacy_aware_candidate_prunes_differently(problem):
+    data, split = problem
+    cfg = SafeCompressConfig(density=0.2, **FAST, minmax=False,
+                             candidates=("magnitude/gradient", "magnitude-gap/gradient"))
+    sc = started(data, split, cfg, epochs=3)
+    assert sc.log and any(e["candidates"][0]["masks_sha"] != e["candidates"][1]["masks_sha"] for e in sc.log)
+    grads = sc._gap_gradient()
+    assert set(grads) == set(sc.engine.masks) and all(torch.isfinite(g).all() for g in grads.values())

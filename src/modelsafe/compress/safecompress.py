@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from modelsafe._checks import (
@@ -117,7 +118,8 @@ class SafeCompressConfig:
     ``gap``; :mod:`~modelsafe.compress.resolution`). ``holdout_fraction``: share of the attacker-known sets
     kept out of attacker training to score candidates on. ``prediction``: what the black-box attacker sees
     (``probabilities`` or the official code's ``logits``). ``bootstrap_rounds``: paired-bootstrap resamples
-    behind the logged standard errors."""
+    behind the logged standard errors. ``gap_samples``: attacker-training samples per set behind the
+    ``gap_grad`` signal of privacy-aware candidates (``"magnitude-gap/gradient"``)."""
 
     density: float = 0.05
     tests: tuple[str, ...] = ("bmia",)
@@ -145,6 +147,7 @@ class SafeCompressConfig:
     holdout_fraction: float = 0.2
     validation_samples: int = 1000
     bootstrap_rounds: int = 200
+    gap_samples: int = 512
 
     def validate(self) -> SafeCompressConfig:
         check_density(self.density)
@@ -176,10 +179,12 @@ class SafeCompressConfig:
         check_choice("prediction", self.prediction, ("probabilities", "logits"))
         check_positive_int("validation_samples", self.validation_samples)
         check_positive_int("bootstrap_rounds", self.bootstrap_rounds)
+        check_positive_int("gap_samples", self.gap_samples)
         return self
 
 
 _RANDOM_RULES = ("random", "random-unfired")
+GAP_RULES = ("magnitude-gap",)  # prune rules that read the member/non-member gap gradient
 
 
 def _check_selectable(cfg: SafeCompressConfig, specs: list[CandidateSpec]) -> None:
@@ -316,7 +321,8 @@ class SafeCompress(Callback):
         """Propose one candidate per strategy, score them (when selecting), apply the chosen one, log it."""
         engine, start = self.engine, time.perf_counter()
         fraction = engine.drop_fraction()
-        candidates = engine.propose([spec.at(fraction) for spec in self.specs])
+        signals = {"gap_grad": self._gap_gradient()} if any(s.strategy.prune in GAP_RULES for s in self.specs) else None
+        candidates = engine.propose([spec.at(fraction) for spec in self.specs], signals=signals)
         entry: dict = {"step": engine.step_count, "drop_fraction": fraction}
         if self.config.select:
             entry.update(self._choose(candidates))
@@ -327,6 +333,21 @@ class SafeCompress(Callback):
         entry["applied_masks_sha"] = masks_digest(engine.masks)
         entry["seconds"] = time.perf_counter() - start
         self.log.append(entry)
+
+    def _gap_gradient(self) -> dict[str, torch.Tensor]:
+        """∂G/∂w for the sparse weights, G = mean CE(attacker non-members) − mean CE(attacker members), on up to
+        ``gap_samples`` of each attacker-training set (never the held-out pair the candidates are scored on),
+        computed on a copy of the live model in eval mode (the live gradients and statistics stay untouched)."""
+        model = self.engine.candidate_model(self.engine.masks).eval()
+        device, n = self._state.device, self.config.gap_samples
+        params = dict(model.named_parameters())
+        gap = 0.0
+        for data, sign in ((self.safety_data.attacker_nonmembers, 1.0), (self.safety_data.attacker_members, -1.0)):
+            part = data.subset(torch.arange(min(n, len(data))))
+            gap = gap + sign * F.cross_entropy(model(part.features().to(device)), part.y.to(device))
+        names = list(self.engine.masks)
+        grads = torch.autograd.grad(gap, [params[name] for name in names])
+        return dict(zip(names, grads, strict=True))
 
     def _choose(self, candidates: list[Candidate]) -> dict:
         step = self.engine.step_count

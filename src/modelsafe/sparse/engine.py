@@ -223,24 +223,28 @@ class DynamicSparsity:
         return None if self.schedule is None else self.schedule.fraction(self.step_count)
 
     # -- candidates ----------------------------------------------------------------------------------------
-    def _view(self, layer: SparseLayer, strategy: Strategy) -> LayerView:
+    def _view(self, layer: SparseLayer, strategy: Strategy, signals: Mapping[str, Mapping] | None) -> LayerView:
         grads = self._dense_grads if self._grad_step == self.step_count - 1 or self.capture_gradients else {}
+        extra = {key: per_layer[layer.name] for key, per_layer in (signals or {}).items() if layer.name in per_layer}
         return LayerView(layer.name, layer.param.detach(), self.masks[layer.name], grads.get(layer.name),
                          self._grad_momentum.get(layer.name), self.fired[layer.name],
-                         make_generator(derive_seed(self.seed, "update", self.step_count, layer.name, strategy.seed)))
+                         make_generator(derive_seed(self.seed, "update", self.step_count, layer.name, strategy.seed)),
+                         extra)
 
     @torch.no_grad()
-    def propose(self, strategies: Sequence[Strategy | tuple | str] | None = None) -> list[Candidate]:
+    def propose(self, strategies: Sequence[Strategy | tuple | str] | None = None,
+                signals: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> list[Candidate]:
         """One candidate mask per strategy (default: the engine's ``strategies``), computed from the current
-        weights, dense gradients, gradient moving average and fired masks. Nothing live changes: not the
-        model, not the optimizer, not the masks. Per layer, ``k = ceil(f * active)`` weights are removed and
-        ``k`` grown, ``f`` being the strategy's ``drop_fraction`` or else the schedule's."""
+        weights, dense gradients, gradient moving average and fired masks, plus any extra per-weight
+        ``signals`` ({signal: {layer: tensor}}) that rules read. Nothing live changes: not the model, not the
+        optimizer, not the masks. Per layer, ``k = ceil(f * active)`` weights are removed and ``k`` grown,
+        ``f`` being the strategy's ``drop_fraction`` or else the schedule's."""
         chosen = [Strategy.coerce(s) for s in (strategies if strategies is not None else self.strategies)]
         if not chosen:
             raise ModelsafeError("propose() needs at least one strategy")
-        return [self._propose_one(strategy) for strategy in chosen]
+        return [self._propose_one(strategy, signals) for strategy in chosen]
 
-    def _propose_one(self, strategy: Strategy) -> Candidate:
+    def _propose_one(self, strategy: Strategy, signals: Mapping[str, Mapping] | None = None) -> Candidate:
         fraction = strategy.drop_fraction if strategy.drop_fraction is not None else self.drop_fraction()
         if fraction is None:
             raise ModelsafeError("static masks have no drop-fraction schedule; give the strategy a drop_fraction")
@@ -255,7 +259,7 @@ class DynamicSparsity:
                 candidate.reset[layer.name] = torch.zeros_like(mask)
                 candidate.removed[layer.name] = candidate.grown[layer.name] = 0
                 continue
-            view = self._view(layer, strategy)
+            view = self._view(layer, strategy, signals)
             removed = _checked(prune(view, k), mask, k, f"prune rule {strategy.prune!r}", layer.name)
             kept = mask & ~removed
             grown = _checked(grow(view, ~kept, k), ~kept, k, f"grow rule {strategy.grow!r}", layer.name)

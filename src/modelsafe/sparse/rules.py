@@ -9,6 +9,8 @@ so custom rules added with :func:`register_prune_rule` / :func:`register_grow_ru
 Built-in rules:
 
 * prune ``magnitude``: drop the ``k`` active weights of smallest ``|w|``.
+* prune ``magnitude-gap`` (modelsafe's privacy-aware rule): among the ``2k`` smallest ``|w|``, drop the ``k``
+  that sustain the member/non-member loss gap most (largest ``w·∂gap/∂w``); needs the ``gap_grad`` signal.
 * prune ``set`` (SET, Mocanu et al. 2018): drop the smallest positive weights and the negative weights closest to
   zero, ``k`` split between the signs in proportion to their counts (zeros count as positive). The official
   sparse_learning/ITOP ``SET`` branch mis-indexes its negative half (it keeps one weight too few); not
@@ -29,8 +31,8 @@ Built-in rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -46,7 +48,8 @@ class LayerView:
     dense gradient (inactive positions included) of the backward pass(es) before this update, or None when
     it was not captured. ``grad_momentum``: moving average of dense gradients, or None when not tracked.
     ``fired``: bool, every position that has ever been active. ``generator``: a CPU generator private to
-    this (update, layer, strategy), for random choices."""
+    this (update, layer, strategy), for random choices. ``signals``: extra per-weight signals the caller of
+    :meth:`~modelsafe.sparse.DynamicSparsity.propose` supplied, by name (e.g. ``"gap_grad"``)."""
 
     name: str
     weight: torch.Tensor
@@ -55,6 +58,13 @@ class LayerView:
     grad_momentum: torch.Tensor | None
     fired: torch.Tensor
     generator: torch.Generator
+    signals: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    def need_signal(self, name: str, rule: str) -> torch.Tensor:
+        if name not in self.signals:
+            raise ModelsafeError(f"prune rule {rule!r} needs the signal {name!r} for layer {self.name!r}; pass it "
+                                 f"to propose(..., signals={{{name!r}: {{layer: tensor}}}})")
+        return self.signals[name]
 
     def need_grad(self, rule: str) -> torch.Tensor:
         if self.grad is None:
@@ -134,6 +144,16 @@ def prune_set(layer: LayerView, k: int) -> torch.Tensor:
         k_pos, k_neg = n_pos, k - n_pos
     return (pick(layer.weight, positive, k_pos, largest=False)
             | pick(layer.weight, negative, k_neg, largest=True))
+
+
+@register_prune_rule("magnitude-gap")
+def prune_magnitude_gap(layer: LayerView, k: int) -> torch.Tensor:
+    """Privacy-aware magnitude pruning: among the ``2k`` active weights of smallest ``|w|``, drop the ``k``
+    whose removal is estimated (first-order Taylor, ΔG ≈ −w·∂G/∂w) to shrink the member/non-member loss gap
+    G most, i.e. the largest ``w·∂G/∂w``. Needs the signal ``gap_grad`` (∂G/∂w)."""
+    small = pick(layer.weight.abs(), layer.mask, min(int(layer.mask.sum()), 2 * k), largest=False)
+    contribution = layer.weight * layer.need_signal("gap_grad", "magnitude-gap")
+    return pick(contribution, small, k, largest=True)
 
 
 @register_grow_rule("gradient", needs=("grad",))
