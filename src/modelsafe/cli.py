@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 
 import typer
+from typer.core import TyperGroup
 
 from modelsafe.commands.attack import attack
 from modelsafe.commands.audit import audit
@@ -16,8 +18,32 @@ from modelsafe.commands.demo import demo
 from modelsafe.commands.train import train
 from modelsafe.errors import ModelsafeError
 
-app = typer.Typer(name="modelsafe", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Test models the way an attacker would, and compress them so they stay hard to attack.")
+
+class OneLineErrors(TyperGroup):
+    """The command group, with click's usage errors (unknown option, missing or malformed value) shown like
+    every other error: one line ``error: ...`` on stderr, exit status 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:  # bare `modelsafe`: the help text
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(name="modelsafe", cls=OneLineErrors, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, help="Test models the way an attacker would, and compress them so they stay hard to attack.")
 
 
 def _command(fn: Callable) -> None:
