@@ -4,6 +4,7 @@ names the argument and the rule it broke, before any work starts."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -28,9 +29,9 @@ SEED_MAX = 2**63 - 1
 
 def check_seed(name: str, value: int) -> int:
     """A seed is an integer in [0, 2**63 - 1] (what every generator accepts)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= SEED_MAX:
         raise ModelsafeError(f"{name} must be an integer in [0, {SEED_MAX}], got {value!r:.40}")
-    return value
+    return int(value)
 
 
 def check_seeds(name: str, values) -> list[int]:

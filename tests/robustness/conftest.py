@@ -4,7 +4,9 @@ snapshot folders to prove no user file was touched, and count the cases tried pe
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -38,6 +40,8 @@ class Cli:
         assert res.exit_code == 2, (res.exit_code, res.output)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+        if os.environ.get("MODELSAFE_SHOW_ERRORS"):
+            print(f"\n[{group}] {lines[0]}", file=sys.__stderr__)
         for m in (match,) if isinstance(match, str) else match:
             assert m in lines[0], (m, lines[0])
         return lines[0]
