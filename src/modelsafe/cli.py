@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 
@@ -46,6 +47,10 @@ app = typer.Typer(name="modelsafe", cls=OneLineErrors, no_args_is_help=True, add
                   pretty_exceptions_enable=False, help="Test models the way an attacker would, and compress them so they stay hard to attack.")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _command(fn: Callable) -> None:
     """Register ``fn``; bad input (ModelsafeError) becomes one line on stderr and exit status 2."""
 
@@ -54,11 +59,19 @@ def _command(fn: Callable) -> None:
         try:
             return fn(*args, **kwargs)
         except ModelsafeError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {_one_line(exc)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; re-run the same command to resume from the last checkpoint", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug or an environment failure (disk full, ...): still one line
+            if os.environ.get("MODELSAFE_DEBUG"):
+                raise
+            typer.echo(f"error: {type(exc).__name__}: {_one_line(exc)} (unexpected; MODELSAFE_DEBUG=1 shows the "
+                       "traceback)", err=True)
+            raise typer.Exit(1) from None
 
     app.command()(run)
 

@@ -19,7 +19,8 @@ def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
     try:
         data = yaml.safe_load(value.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise typer.BadParameter(f"config file {value} is not valid YAML: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise typer.BadParameter(f"config file {value} is not valid YAML: {detail}") from None
     if not isinstance(data, dict):
         raise typer.BadParameter(f"config file {value} must hold a mapping of option names to values")
     params = {p.name: p for p in ctx.command.params}

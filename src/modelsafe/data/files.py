@@ -52,9 +52,9 @@ def resolve(directory: Path, filename: str) -> Path | None:
 
 
 def missing(name: str, filenames: Sequence[str], root: str | os.PathLike | None, how_to_get: str) -> DataNotFoundError:
-    looked = "\n  ".join(str(d) for d in search_dirs(name, root))
+    looked = ", ".join(str(d) for d in search_dirs(name, root))
     return DataNotFoundError(
-        f"dataset {name!r}: could not find {', '.join(filenames)}; looked in:\n  {looked}\n{how_to_get}")
+        f"dataset {name!r}: could not find {', '.join(filenames)}; looked in: {looked}. {how_to_get}")
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:

@@ -99,7 +99,8 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module, strict: bool =
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as exc:
-        raise ModelsafeError(f"weights in {path} do not fit the model: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise ModelsafeError(f"weights in {path} do not fit the model: {detail[:300]}") from None
     return model
 
 
