@@ -20,9 +20,11 @@ IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
-# Published checksums of the original distribution files.
+# Published checksums of the original distribution files (the sources publish MD5 only). Fashion-MNIST's
+# documented address is the bucket's plain-http website endpoint; the same public objects are fetched over
+# https from the bucket's REST endpoint, and the MD5 is checked either way.
 _SOURCES = {
-    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
+    "fashion-mnist": ("https://fashion-mnist.s3.eu-central-1.amazonaws.com/", {
         "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",

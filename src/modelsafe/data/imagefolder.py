@@ -25,7 +25,7 @@ import torch
 
 from modelsafe._checks import check_positive_int
 from modelsafe.data.archives import first_existing
-from modelsafe.data.files import missing, search_dirs
+from modelsafe.data.files import check_inside, missing, search_dirs
 from modelsafe.data.images import read_images
 from modelsafe.data.info import Dataset, DatasetInfo, TensorData
 from modelsafe.errors import ModelsafeError
@@ -67,6 +67,7 @@ def _image_path(folder: Path, name: str, where: str) -> Path:
     for directory in (folder / "images", folder):
         found = first_existing(directory, names)
         if found is not None:
+            check_inside([found], folder, where)
             return found
     raise ModelsafeError(f"{where}: image {name!r} not found in {folder / 'images'} or {folder}")
 
