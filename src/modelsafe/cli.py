@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 import typer
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from modelsafe.commands.attack import attack
@@ -27,7 +28,7 @@ class OneLineErrors(TyperGroup):
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
-        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer._click.exceptions import NoArgsIsHelpError
 
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
@@ -64,7 +65,7 @@ def _command(fn: Callable) -> None:
         except KeyboardInterrupt:
             typer.echo("interrupted; re-run the same command to resume from the last checkpoint", err=True)
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, ClickException):  # usage errors: shown by OneLineErrors
             raise
         except Exception as exc:  # a bug or an environment failure (disk full, ...): still one line
             if os.environ.get("MODELSAFE_DEBUG"):

@@ -186,3 +186,33 @@ def test_owned_folder_api_refuses_second_claim(tmp_path):
     OwnedFolder(tmp_path / "f", "attack").claim().release()
     with pytest.raises(ValueError, match="modelsafe attack output"):
         OwnedFolder(tmp_path / "f", "audit").claim()
+
+
+@pytest.mark.parametrize("kind, command", [
+    ("run", ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--no-progress"]),
+    ("run", ["compress", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--no-progress"]),
+    ("compare", ["compare", "--methods", "dense", "--dataset", "digits", "--epochs", "1", "--members", "200",
+                 "--no-progress"]),
+    ("attack", ["attack", "--surrogate", "timm:x", "--dataset", "digits", "--no-progress"]),
+    ("demo", ["demo", "--dataset", "digits", "--epochs", "1", "--no-progress"]),
+])
+def test_every_writer_waits_for_the_lock(cli, tmp_path, monkeypatch, kind, command):
+    monkeypatch.setattr("modelsafe.commands.attack.load_model_spec", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("modelsafe.compress.compare.compress", lambda *a, **k: pytest.fail("work started"))
+    folder = tmp_path / "busy"
+    holder = OwnedFolder(folder, kind).claim()  # another writer, mid-way
+    try:
+        before = cli.snapshot(folder)
+        cli.fails("two writers", *command, "--out", folder, match=("in use by process", "wait for it"))
+        cli.untouched(folder, before)
+    finally:
+        holder.release()
+
+
+def test_audit_waits_for_the_lock(cli, run_copy):
+    holder = OwnedFolder(run_copy / "audit", "audit").claim()
+    try:
+        cli.fails("two writers", "audit", "--run", run_copy, "--attacks", "loss", "--no-progress",
+                  match="in use by process")
+    finally:
+        holder.release()
