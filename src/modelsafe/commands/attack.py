@@ -87,6 +87,26 @@ def _names(paths: list[str]) -> list[str]:
     return names
 
 
+def _split_models(values: list[str], pretrained: bool, image_size: int | None, dataset: str | None,
+                  dataset_option: list[str] | None) -> tuple[set[str], list[str]]:
+    """(model specs, run folders) among ``values``, after checking the options that depend on which is given."""
+    from modelsafe._checks import check_positive_int
+
+    specs = {v for v in values if is_model_spec(v)}
+    folders = [v for v in values if v not in specs]
+    if not specs and (pretrained or image_size is not None):
+        raise ModelsafeError("--pretrained and --image-size apply to timm:/torchvision: model specs only")
+    if image_size is not None:
+        check_positive_int("--image-size", image_size)
+    if not folders and dataset is None:
+        raise ModelsafeError("all models are timm:/torchvision: specs, so give the data to attack: --dataset "
+                             "(e.g. --dataset imagenet-compatible --data-root path/to/images)")
+    if folders and dataset_option:
+        raise ModelsafeError("--dataset-option cannot be combined with run folders: they record their dataset's "
+                             "options")
+    return specs, folders
+
+
 def _load_runs(folders: list[str], dataset: str | None, dev, data_root: str | None) -> tuple:
     """(dataset shared by the run folders or None, {path: (model, description)})."""
     from modelsafe.targets import load_target
@@ -100,6 +120,20 @@ def _load_runs(folders: list[str], dataset: str | None, dev, data_root: str | No
         data = run_data
         runs[path] = (model, {"path": path, "model": cfg.get("model"), "width": cfg.get("width")})
     return data, runs
+
+
+def _build_models(values: list[str], specs: set[str], runs: dict, data: Dataset, pretrained: bool,
+                  image_size: int | None, seed: int, dev) -> tuple[dict, dict]:
+    """({name: model}, {name: description}) for every --surrogate/--target, in order."""
+    models, described = {}, {}
+    for name, value in zip(_names(values), values):
+        if value in specs:
+            model = load_model_spec(value, data, pretrained=pretrained, image_size=image_size, seed=seed, device=dev)
+            models[name], described[name] = model, {"model": value, "pretrained": pretrained,
+                                                    "input_size": list(model.input_size)}
+        else:
+            models[name], described[name] = runs[value]
+    return models, described
 
 
 ATTACK_FILES = ("transfer.json", "transfer.csv", "transfer.md", "examples.png")
@@ -176,7 +210,6 @@ def attack(
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
     transfer.csv, transfer.md and examples.png (clean / adversarial / perturbation)."""
     del config
-    from modelsafe._checks import check_positive_int
     from modelsafe.adversarial import Ensemble, list_attacks, transfer_matrix
     from modelsafe.data import load_dataset
     from modelsafe.report.folder import OwnedFolder
@@ -193,18 +226,7 @@ def attack(
     if not surrogate_paths:
         raise ModelsafeError("give at least one --surrogate (run folder or model spec)")
     values = surrogate_paths + target_paths
-    specs = {v for v in values if is_model_spec(v)}
-    folders = [v for v in values if v not in specs]
-    if not specs and (pretrained or image_size is not None):
-        raise ModelsafeError("--pretrained and --image-size apply to timm:/torchvision: model specs only")
-    if image_size is not None:
-        check_positive_int("--image-size", image_size)
-    if not folders and dataset is None:
-        raise ModelsafeError("all models are timm:/torchvision: specs, so give the data to attack: --dataset "
-                             "(e.g. --dataset imagenet-compatible --data-root path/to/images)")
-    if folders and dataset_option:
-        raise ModelsafeError("--dataset-option cannot be combined with run folders: they record their dataset's "
-                             "options")
+    specs, folders = _split_models(values, pretrained, image_size, dataset, dataset_option)
     data, runs = _load_runs(folders, dataset, dev, data_root)
     if data is None:
         data = load_dataset(dataset, root=data_root, progress=progress, **parse_key_values(dataset_option))
@@ -215,15 +237,7 @@ def attack(
                              f"{data.info.name!r}; pass --images {len(data.test)} or fewer")
     folder = Path(out or Path("runs") / f"attack-{data.info.name}-s{seed}")
     with OwnedFolder(folder, "attack", ATTACK_FILES).claim(replace=True):
-        models, described = {}, {}
-        for name, value in zip(_names(values), values):
-            if value in specs:
-                model = load_model_spec(value, data, pretrained=pretrained, image_size=image_size, seed=seed,
-                                        device=dev)
-                models[name], described[name] = model, {"model": value, "pretrained": pretrained,
-                                                        "input_size": list(model.input_size)}
-            else:
-                models[name], described[name] = runs[value]
+        models, described = _build_models(values, specs, runs, data, pretrained, image_size, seed, dev)
         surrogate_names = list(models)[:len(surrogate_paths)]
         if ensemble and len(surrogate_names) > 1:
             surrogates = {"ensemble(" + "+".join(surrogate_names) + ")":
