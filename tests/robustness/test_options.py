@@ -158,7 +158,7 @@ def test_damaged_text_files(cli, tmp_path, no_work, case):
     folder.mkdir()
     (folder / name).write_bytes(data)
     cli.fails(G, "train", "--dataset", "text", "--data-root", folder, "--model", "text", "--out", tmp_path / "r",
-              "--no-progress", match=message)
+              "--no-progress", match=(name, message))
 
 
 # ------------------------------------------------------------------------------------------- Python API

@@ -184,7 +184,11 @@ def load_text(root: str | os.PathLike | None = None, text_column: str = "text", 
         record: dict = {"method": "separate files", "train_size": n_train, "test_size": len(test_texts)}
     else:
         train_idx, test_idx, record = holdout_split(len(texts), test_fraction, seed, "text")
-    y, classes = encode_labels(raw)
+    try:
+        y, classes = encode_labels(raw)
+    except ModelsafeError as exc:
+        names = " / ".join(str(p) for p in (first, test_file) if p is not None)
+        raise ModelsafeError(f"{names}: {exc}") from None
     vocab = build_vocabulary((tokenize(texts[i]) for i in train_idx.tolist()), min_freq, max_size)
     x = vocab.encode(texts, max_len)
     info = DatasetInfo("text", "text", len(classes), (max_len,), classes=classes, vocab_size=len(vocab))
