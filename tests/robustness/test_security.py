@@ -179,6 +179,17 @@ def test_image_folder_symlink_out_of_root_is_refused(cli, tmp_path):
     assert len(data.test) == 2
 
 
+@pytest.mark.parametrize("csv_bytes, message", [(b"filename,label\n\xff\xfe\x00,1\n", "cannot be read"),
+                                                (b"filename,label\n/etc/passwd,1\n", "relative path inside"),
+                                                (b"filename,label\n../x.png,1\n", "relative path inside")])
+def test_image_folder_csv_is_checked(cli, tmp_path, csv_bytes, message):
+    root = tmp_path / "images-root"
+    root.mkdir()
+    (root / "labels.csv").write_bytes(csv_bytes)
+    cli.fails(G, "attack", "--surrogate", "timm:resnet18", "--dataset", "imagenet-compatible", "--data-root", root,
+              "--out", tmp_path / "out", "--no-progress", match=("labels.csv", message))
+
+
 def test_plain_http_downloads_are_refused(cli, tmp_path):
     from modelsafe.data import idx, tiny_imagenet
     from modelsafe.data.cifar import _URL

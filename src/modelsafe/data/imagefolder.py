@@ -92,10 +92,13 @@ def load_imagenet_compatible(root: str | os.PathLike | None = None, image_size: 
         check_positive_int("image_size", image_size)
     check_positive_int("num_classes", num_classes)
     path = find_labels_file(root, labels_file)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        header = list(reader.fieldnames or [])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise ModelsafeError(f"{path} cannot be read as a UTF-8 CSV file ({exc})") from None
     if not rows:
         raise ModelsafeError(f"{path} lists no images")
     image_col = _column(header, image_column, IMAGE_COLUMNS, "image", path)
