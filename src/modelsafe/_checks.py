@@ -4,6 +4,7 @@ names the argument and the rule it broke, before any work starts."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -21,6 +22,27 @@ def check_non_negative_int(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ModelsafeError(f"{name} must be a non-negative integer, got {value!r}")
     return value
+
+
+SEED_MAX = 2**63 - 1
+
+
+def check_seed(name: str, value: int) -> int:
+    """A seed is an integer in [0, 2**63 - 1] (what every generator accepts)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= SEED_MAX:
+        raise ModelsafeError(f"{name} must be an integer in [0, {SEED_MAX}], got {value!r:.40}")
+    return int(value)
+
+
+def check_seeds(name: str, values) -> list[int]:
+    """A non-empty list of distinct seeds (a repeated seed would make a mean ± std over identical runs)."""
+    values = [check_seed(name, v) for v in values]
+    if not values:
+        raise ModelsafeError(f"{name} names no seed")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ModelsafeError(f"{name} repeats seed(s) {', '.join(map(str, repeated))}; give distinct seeds")
+    return values
 
 
 def check_positive(name: str, value: float) -> float:

@@ -28,39 +28,46 @@ def train_target(dataset: str | Dataset, model: str, *, out: str | os.PathLike, 
 
     Re-running with the same arguments resumes from the last epoch's checkpoint. Returns the final metrics
     (test and validation accuracy, train accuracy on the members, wall time)."""
+    from modelsafe._checks import check_positive, check_seed
+
+    check_seed("seed", seed)
+    check_positive("width", width)
+    dev = resolve_device(device)
     dataset_options = dict(dataset_options or {})
     data = (dataset if isinstance(dataset, Dataset)
             else load_dataset(dataset, root=data_root, download=download, **dataset_options))
     train = (train or TrainConfig()).validate()
     split_obj = MembershipSplit.create(data, split, seed=seed)
-    config = {"kind": "train", "dataset": data.info.name, "dataset_options": dataset_options, "model": model, "width": width, "seed": seed,
-              "split": asdict(split_obj.spec), "train": asdict(train)}
+    net = init_model(model, data, width, seed)  # a bad model name or width fails here, before any folder exists
+    config = {"kind": "train", "dataset": data.info.name, "dataset_options": dataset_options, "model": model,
+              "width": width, "seed": seed, "split": asdict(split_obj.spec), "train": asdict(train)}
     run = RunFolder(out)
-    resumed = run.start(config, overwrite=overwrite)
-    if resumed:
-        split_obj = run.load_split()  # the saved split is the truth for a resumed run
-    else:
-        run.save_split(split_obj)
-    net = init_model(model, data, width, seed)
-    dev = resolve_device(device)
+    with run.open(config, split_obj, overwrite=overwrite) as resumed:
+        if resumed:
+            split_obj = run.load_split()  # the saved split is the truth for a resumed run
+        metrics = _train_in(run, net, data, split_obj, train, seed, dev, progress)
+        metrics["resumed"] = resumed
+        run.save_weights(net)
+        run.save_metrics(metrics)
+    return metrics
+
+
+def _train_in(run: RunFolder, net: nn.Module, data: Dataset, split_obj: MembershipSplit, train: TrainConfig,
+              seed: int, dev: torch.device, progress: bool) -> dict:
     pool = data.pool()
     members = split_obj.data(data, "members", pool)
     validation = split_obj.data(data, "validation", pool)
     start = time.perf_counter()
     history = fit(net, members, train, val_data=validation, seed=seed, device=dev, run_dir=run.path,
                   progress=progress)
-    metrics = {
+    return {
         "test": evaluate(net, data.test, device=dev),
         "validation": evaluate(net, validation, device=dev),
         "members": evaluate(net, members, device=dev),
         "history": history,
         "seconds_this_session": time.perf_counter() - start,
-        "resumed": resumed,
         "parameters": sum(p.numel() for p in net.parameters()),
     }
-    run.save_weights(net)
-    run.save_metrics(metrics)
-    return metrics
 
 
 def init_model(model: str, data: Dataset, width: float, seed: int, **kwargs) -> nn.Module:
@@ -77,8 +84,8 @@ def load_target(run_dir: str | os.PathLike, device: str | torch.device | None = 
     """Rebuild a trained target from its run folder: (model in eval mode, dataset, split, config)."""
     run = RunFolder(run_dir)
     config = run.config()
-    data = load_dataset(config["dataset"], root=data_root, **config.get("dataset_options", {}))
     split = run.load_split()
+    data = load_dataset(config["dataset"], root=data_root, **config.get("dataset_options", {}))
     split.check_dataset(data)
     net = create_model_for(config["model"], data.info, width=config.get("width", 1.0))
     run.load_weights(net)

@@ -240,9 +240,14 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
     return history
 
 
+_STATE_KEYS = ("fingerprint", "epoch", "step", "history", "optimizer", "scheduler", "generator", "callbacks")
+
+
 class Checkpointer:
     """Writes the whole training state into ``directory`` atomically: the new checkpoint is assembled in a
-    sibling folder and swapped in with renames, so a crash leaves either the old or the new one."""
+    sibling folder and swapped in with renames, so a crash leaves either the old or the new one. Each
+    checkpoint carries ``digests.json`` (the SHA-256 of its files); restoring verifies it and falls back to the
+    previous checkpoint (``directory.old``) when the newest one is damaged."""
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -253,7 +258,8 @@ class Checkpointer:
 
     def save(self, state: TrainState, scheduler, callbacks: Sequence[Callback], fingerprint: dict,
              history: list[dict]) -> None:
-        from modelsafe.report.io import save_weights
+        from modelsafe.report.io import save_weights, write_json
+        from modelsafe.report.manifest import sha256_file
 
         tmp = self.directory.with_name(self.directory.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -265,17 +271,50 @@ class Checkpointer:
             "generator": state.generator.get_state(),
             "callbacks": [cb.state_dict() for cb in callbacks],
         }, tmp / "state.pt")
+        write_json(tmp / "digests.json", {n: sha256_file(tmp / n) for n in ("model.safetensors", "state.pt")})
         if self.directory.exists():
             shutil.rmtree(self.old, ignore_errors=True)
             os.replace(self.directory, self.old)
         os.replace(tmp, self.directory)
         shutil.rmtree(self.old, ignore_errors=True)
 
+    @staticmethod
+    def _read(directory: Path) -> dict:
+        """The saved state of one checkpoint folder, after checking its digests and structure."""
+        from modelsafe.report.manifest import DamagedFileError, sha256_file
+        from modelsafe.report.readers import load_torch_file, read_json_object
+
+        digests = directory / "digests.json"
+        if digests.is_file():
+            recorded = read_json_object(digests, "checkpoint digests")
+            for name in ("model.safetensors", "state.pt"):
+                path = directory / name
+                if not path.is_file() or recorded.get(name) != sha256_file(path):
+                    raise DamagedFileError(f"checkpoint file {path} is damaged (missing, or its SHA-256 differs "
+                                           f"from {digests})")
+        saved = load_torch_file(directory / "state.pt")
+        if not isinstance(saved, dict) or any(k not in saved for k in _STATE_KEYS):
+            raise DamagedFileError(f"checkpoint file {directory / 'state.pt'} does not hold a modelsafe "
+                                   "training state")
+        return saved
+
+    def _newest_intact(self) -> tuple[Path, dict]:
+        from modelsafe.report.manifest import DamagedFileError
+
+        damage = None
+        for directory in (self.directory, self.old):
+            if (directory / "state.pt").is_file():
+                try:
+                    return directory, self._read(directory)
+                except DamagedFileError as exc:
+                    damage = damage or exc
+        raise DamagedFileError(f"{damage}; no intact checkpoint is left: delete {self.directory} to restart "
+                               "training from epoch 0, or re-run with --overwrite")
+
     def restore(self, state: TrainState, scheduler, callbacks: Sequence[Callback], fingerprint: dict) -> list[dict]:
         from modelsafe.report.io import load_weights
 
-        directory = self.directory if (self.directory / "state.pt").is_file() else self.old
-        saved = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+        directory, saved = self._newest_intact()
         if saved["fingerprint"] != fingerprint:
             raise ModelsafeError(f"checkpoint in {directory} comes from different training settings; "
                                  "remove it or use another run folder")
@@ -283,11 +322,15 @@ class Checkpointer:
             raise ModelsafeError(f"checkpoint in {directory} was written with {len(saved['callbacks'])} callbacks, "
                                  f"this run has {len(callbacks)}")
         load_weights(directory / "model.safetensors", state.model)
-        state.optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state.generator.set_state(saved["generator"])
-        for cb, cb_state in zip(callbacks, saved["callbacks"]):
-            cb.load_state_dict(cb_state)
+        try:
+            state.optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state.generator.set_state(saved["generator"])
+            for cb, cb_state in zip(callbacks, saved["callbacks"]):
+                cb.load_state_dict(cb_state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelsafeError(f"checkpoint in {directory} does not fit this run ({exc}); delete it to restart "
+                                 "training, or re-run with --overwrite") from None
         state.epoch, state.step = saved["epoch"], saved["step"]
         return list(saved["history"])
 

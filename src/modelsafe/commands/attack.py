@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from modelsafe.models.adapters import ExternalModel
 
 MODEL_PREFIXES = ("timm:", "torchvision:")
+DEFAULT_IMAGES = 1000
 
 
 def parse_eps(text: str) -> float:
@@ -86,6 +87,83 @@ def _names(paths: list[str]) -> list[str]:
     return names
 
 
+def _split_models(values: list[str], pretrained: bool, image_size: int | None, dataset: str | None,
+                  dataset_option: list[str] | None) -> tuple[set[str], list[str]]:
+    """(model specs, run folders) among ``values``, after checking the options that depend on which is given."""
+    from modelsafe._checks import check_positive_int
+
+    specs = {v for v in values if is_model_spec(v)}
+    folders = [v for v in values if v not in specs]
+    if not specs and (pretrained or image_size is not None):
+        raise ModelsafeError("--pretrained and --image-size apply to timm:/torchvision: model specs only")
+    if image_size is not None:
+        check_positive_int("--image-size", image_size)
+    if not folders and dataset is None:
+        raise ModelsafeError("all models are timm:/torchvision: specs, so give the data to attack: --dataset "
+                             "(e.g. --dataset imagenet-compatible --data-root path/to/images)")
+    if folders and dataset_option:
+        raise ModelsafeError("--dataset-option cannot be combined with run folders: they record their dataset's "
+                             "options")
+    return specs, folders
+
+
+def _load_runs(folders: list[str], dataset: str | None, dev, data_root: str | None) -> tuple:
+    """(dataset shared by the run folders or None, {path: (model, description)})."""
+    from modelsafe.targets import load_target
+
+    data, runs = None, {}
+    for path in folders:
+        model, run_data, _, cfg = load_target(path, device=dev, data_root=data_root)
+        expected, source = (data.info.name, "the other runs use") if data else (dataset, "--dataset says")
+        if expected is not None and run_data.info.name != expected:
+            raise ModelsafeError(f"run {path} uses dataset {run_data.info.name!r}, but {source} {expected!r}")
+        data = run_data
+        runs[path] = (model, {"path": path, "model": cfg.get("model"), "width": cfg.get("width")})
+    return data, runs
+
+
+def _build_models(values: list[str], specs: set[str], runs: dict, data: Dataset, pretrained: bool,
+                  image_size: int | None, seed: int, dev) -> tuple[dict, dict]:
+    """({name: model}, {name: description}) for every --surrogate/--target, in order."""
+    models, described = {}, {}
+    for name, value in zip(_names(values), values):
+        if value in specs:
+            model = load_model_spec(value, data, pretrained=pretrained, image_size=image_size, seed=seed, device=dev)
+            models[name], described[name] = model, {"model": value, "pretrained": pretrained,
+                                                    "input_size": list(model.input_size)}
+        else:
+            models[name], described[name] = runs[value]
+    return models, described
+
+
+ATTACK_FILES = ("transfer.json", "transfer.csv", "transfer.md", "examples.png")
+
+
+def _write_results(folder: Path, result, dataset: str, described: dict, names: list[str], surrogates: list[str],
+                   n: int, settings: str, eps_value: float, eps: str, examples: int) -> None:
+    """transfer.json / .csv / .md and the example grid of one attack run."""
+    from modelsafe.adversarial import example_grid
+    from modelsafe.report.io import write_csv, write_json, write_text
+
+    write_json(folder / "transfer.json", {**result.to_dict(), "dataset": dataset, "models": described})
+    per_attack = {(r["attack"], r["surrogate"]): r for r in result.attacks}
+    write_csv(folder / "transfer.csv", [
+        {**c, **{k: v for k, v in per_attack[(c["attack"], c["surrogate"])].items() if k != "spec"}}
+        for c in result.cells])
+    clean = "\n".join(f"| {k} | {100 * v:.1f} |" for k, v in result.clean_accuracy.items())
+    text = (f"# Transfer attacks on {dataset}\n\n{n} test images, {settings}. Cells: attack success rate (%); "
+            f"`*` = white-box.\n\n## Success over all images\n\n{result.markdown('all')}\n"
+            f"## Success over images the target classified correctly\n\n{result.markdown('correct')}\n"
+            f"## Clean accuracy (%)\n\n| model | accuracy |\n|---|---:|\n{clean}\n")
+    write_text(folder / "transfer.md", text)
+    if examples and result.examples:
+        first = surrogates[0]
+        keys = [(a, first) for a in names if (a, first) in result.examples]
+        clean_imgs = result.examples[keys[0]][0]
+        example_grid(clean_imgs, [result.examples[k][1] for k in keys], [k[0] for k in keys],
+                     folder / "examples.png", eps=eps_value, title=f"surrogate {first}, eps {eps}")
+
+
 def attack(
     surrogate: Annotated[list[str], typer.Option(
         "--surrogate", "-s", help="Surrogate model: a run folder (from `modelsafe train`) or a model spec "
@@ -110,7 +188,9 @@ def attack(
                                                 "of each surrogate separately.")] = False,
     memory_saving: Annotated[bool, typer.Option(help="Ensemble gradients one member at a time (exact, slower, "
                                                      "less memory).")] = False,
-    images: Annotated[int, typer.Option(help="Number of test-split images to attack (the first ones).")] = 1000,
+    images: Annotated[int | None, typer.Option(help="Number of test-split images to attack (the first ones; default "
+                                                    "1000, or all when there are fewer). More than the "
+                                                    "test split holds is an error.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per attack call.")] = 100,
     chunk_size: Annotated[int | None, typer.Option(
         help="Images per model call inside an attack (default: 100 on CPU, everything at once on GPU).")] = None,
@@ -130,86 +210,46 @@ def attack(
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
     transfer.csv, transfer.md and examples.png (clean / adversarial / perturbation)."""
     del config
-    from modelsafe._checks import check_positive_int
-    from modelsafe.adversarial import Ensemble, example_grid, list_attacks, transfer_matrix
+    from modelsafe.adversarial import Ensemble, list_attacks, transfer_matrix
     from modelsafe.data import load_dataset
-    from modelsafe.report.io import write_csv, write_json, write_text
-    from modelsafe.targets import load_target
+    from modelsafe.report.folder import OwnedFolder
     from modelsafe.utils import resolve_device
 
     eps_value = parse_eps(eps)
     names = list_attacks() if attacks.strip() == "all" else [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ModelsafeError("--attacks names no attack")
-    if images < 1:
+    if images is not None and images < 1:
         raise ModelsafeError(f"--images must be >= 1, got {images}")
     dev = resolve_device(device)
     surrogate_paths, target_paths = list(surrogate), [t for t in (target or []) if t not in surrogate]
     if not surrogate_paths:
         raise ModelsafeError("give at least one --surrogate (run folder or model spec)")
     values = surrogate_paths + target_paths
-    specs = {v for v in values if is_model_spec(v)}
-    folders = [v for v in values if v not in specs]
-    if not specs and (pretrained or image_size is not None):
-        raise ModelsafeError("--pretrained and --image-size apply to timm:/torchvision: model specs only")
-    if image_size is not None:
-        check_positive_int("--image-size", image_size)
-    if not folders and dataset is None:
-        raise ModelsafeError("all models are timm:/torchvision: specs, so give the data to attack: --dataset "
-                             "(e.g. --dataset imagenet-compatible --data-root path/to/images)")
-    if folders and dataset_option:
-        raise ModelsafeError("--dataset-option cannot be combined with run folders: they record their dataset's "
-                             "options")
-    data, runs = None, {}
-    for path in folders:
-        model, run_data, _, cfg = load_target(path, device=dev, data_root=data_root)
-        expected, source = (data.info.name, "the other runs use") if data else (dataset, "--dataset says")
-        if expected is not None and run_data.info.name != expected:
-            raise ModelsafeError(f"run {path} uses dataset {run_data.info.name!r}, but {source} {expected!r}")
-        data = run_data
-        runs[path] = (model, {"path": path, "model": cfg.get("model"), "width": cfg.get("width")})
+    specs, folders = _split_models(values, pretrained, image_size, dataset, dataset_option)
+    data, runs = _load_runs(folders, dataset, dev, data_root)
     if data is None:
         data = load_dataset(dataset, root=data_root, progress=progress, **parse_key_values(dataset_option))
-    models, described = {}, {}
-    for name, value in zip(_names(values), values):
-        if value in specs:
-            model = load_model_spec(value, data, pretrained=pretrained, image_size=image_size, seed=seed, device=dev)
-            models[name], described[name] = model, {"model": value, "pretrained": pretrained,
-                                                    "input_size": list(model.input_size)}
-        else:
-            models[name], described[name] = runs[value]
-    surrogate_names = list(models)[:len(surrogate_paths)]
-    if ensemble and len(surrogate_names) > 1:
-        surrogates = {"ensemble(" + "+".join(surrogate_names) + ")":
-                      Ensemble([models[n] for n in surrogate_names], memory_saving=memory_saving)}
-    else:
-        surrogates = {n: models[n] for n in surrogate_names}
-    test = data.test
-    n = min(images, len(test))
-    subset = test.subset(range(n))
-    result = transfer_matrix(names, surrogates, models, subset, eps=eps_value, steps=steps, batch_size=batch_size,
-                             chunk_size=chunk_size, quantize=quantize, labels=labels, seed=seed, device=dev,
-                             progress=progress, examples=min(examples, n, batch_size))
-
+    if images is None:
+        images = min(DEFAULT_IMAGES, len(data.test))
+    if images > len(data.test):
+        raise ModelsafeError(f"--images {images} is more than the {len(data.test)} test images of "
+                             f"{data.info.name!r}; pass --images {len(data.test)} or fewer")
     folder = Path(out or Path("runs") / f"attack-{data.info.name}-s{seed}")
-    report = {**result.to_dict(), "dataset": data.info.name, "models": described}
-    write_json(folder / "transfer.json", report)
-    per_attack = {(r["attack"], r["surrogate"]): r for r in result.attacks}
-    write_csv(folder / "transfer.csv", [
-        {**c, **{k: v for k, v in per_attack[(c["attack"], c["surrogate"])].items() if k != "spec"}}
-        for c in result.cells])
-    clean = "\n".join(f"| {k} | {100 * v:.1f} |" for k, v in result.clean_accuracy.items())
-    text = (f"# Transfer attacks on {data.info.name}\n\n{n} test images, eps = {eps} ({eps_value:.4f}), "
-            f"labels = {labels}, quantize = {quantize}, seed = {seed}. Cells: attack success rate (%); "
-            f"`*` = white-box.\n\n## Success over all images\n\n{result.markdown('all')}\n"
-            f"## Success over images the target classified correctly\n\n{result.markdown('correct')}\n"
-            f"## Clean accuracy (%)\n\n| model | accuracy |\n|---|---:|\n{clean}\n")
-    write_text(folder / "transfer.md", text)
-    if examples and result.examples:
-        first = next(iter(surrogates))
-        keys = [(a, first) for a in names if (a, first) in result.examples]
-        clean_imgs = result.examples[keys[0]][0]
-        example_grid(clean_imgs, [result.examples[k][1] for k in keys], [k[0] for k in keys],
-                     folder / "examples.png", eps=eps_value, title=f"surrogate {first}, eps {eps}")
+    with OwnedFolder(folder, "attack", ATTACK_FILES).claim(replace=True):
+        models, described = _build_models(values, specs, runs, data, pretrained, image_size, seed, dev)
+        surrogate_names = list(models)[:len(surrogate_paths)]
+        if ensemble and len(surrogate_names) > 1:
+            surrogates = {"ensemble(" + "+".join(surrogate_names) + ")":
+                          Ensemble([models[n] for n in surrogate_names], memory_saving=memory_saving)}
+        else:
+            surrogates = {n: models[n] for n in surrogate_names}
+        subset = data.test.subset(range(images))
+        result = transfer_matrix(names, surrogates, models, subset, eps=eps_value, steps=steps,
+                                 batch_size=batch_size, chunk_size=chunk_size, quantize=quantize, labels=labels,
+                                 seed=seed, device=dev, progress=progress, examples=min(examples, images, batch_size))
+        settings = f"eps = {eps} ({eps_value:.4f}), labels = {labels}, quantize = {quantize}, seed = {seed}"
+        _write_results(folder, result, data.info.name, described, names, list(surrogates), images, settings,
+                       eps_value, eps, examples)
     typer.echo(result.markdown("all"))
     typer.echo(f"results in {folder}")

@@ -17,8 +17,11 @@ from modelsafe.privacy.metrics import fpr_key
 from modelsafe.privacy.references import FitTrainer
 from modelsafe.privacy.registry import list_mias, mia_entry
 from modelsafe.privacy.report_writer import write_audit_report
+from modelsafe.report.folder import OwnedFolder
 from modelsafe.training import TrainConfig, evaluate
 from modelsafe.utils import resolve_device
+
+AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references")
 
 
 def _train_config(saved: dict) -> TrainConfig:
@@ -73,16 +76,19 @@ def audit(
     trainer = FitTrainer(_train_config(cfg.get("train", {})), device=dev)
     width = cfg.get("width", 1.0)
     out_dir = Path(out) if out is not None else Path(run) / "audit"
-    reports = run_audit(model, data, split, names, options=options,
-                        model_factory=lambda s: init_model(cfg["model"], data, width, s), trainer=trainer,
-                        num_reference_models=reference_models, n_bootstrap=bootstrap, out_dir=out_dir, device=dev,
-                        seed=seed, progress=progress)
-    task = evaluate(model, data.test, device=dev)
-    context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{cfg['model']} (width {width})",
-               "members (target training set)": int(split["members"].numel()),
-               "task accuracy (test)": task["accuracy"], "seed": seed}
-    path = write_audit_report(reports, out_dir, title=f"Membership-inference audit of {cfg['model']} on "
-                                                      f"{cfg['dataset']}", context=context)
+    # each audit replaces the previous report whole (no score files of earlier attacks are left); the
+    # reference models are a cache checked by fingerprint, so they are kept
+    with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references",)):
+        reports = run_audit(model, data, split, names, options=options,
+                            model_factory=lambda s: init_model(cfg["model"], data, width, s), trainer=trainer,
+                            num_reference_models=reference_models, n_bootstrap=bootstrap, out_dir=out_dir,
+                            device=dev, seed=seed, progress=progress)
+        task = evaluate(model, data.test, device=dev)
+        context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{cfg['model']} (width {width})",
+                   "members (target training set)": int(split["members"].numel()),
+                   "task accuracy (test)": task["accuracy"], "seed": seed}
+        path = write_audit_report(reports, out_dir, title=f"Membership-inference audit of {cfg['model']} on "
+                                                          f"{cfg['dataset']}", context=context)
     width_col = max(len(k) for k in reports)
     for label, r in reports.items():
         typer.echo(f"{label:<{width_col}}  acc {r.accuracy:.4f}  AUC {r.auc:.4f}  "

@@ -17,6 +17,8 @@ from modelsafe.commands._options import (
     parse_method_options,
 )
 
+COMPARE_FILES = ("results.json", "results.csv", "table.md", "tradeoff.png")
+
 
 def compare(
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `modelsafe compress --help`).")] =
@@ -49,19 +51,40 @@ def compare(
     """Compress with every method on the same split, audit each result with fresh membership-inference attacks
     on held-out data, and write table.md, results.csv/json and tradeoff.png (mean ± std over seeds)."""
     del config
+    from modelsafe._checks import check_seeds
     from modelsafe.compress import CompressOptions
     from modelsafe.compress.compare import compare as run_compare
     from modelsafe.compress.compare import format_table
+    from modelsafe.compress.methods import check_extras, check_method
     from modelsafe.data import get_recipe, load_dataset
+    from modelsafe.report.folder import OwnedFolder
     from modelsafe.training import TrainConfig
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    check_seeds("--seeds", seed_list)
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
     recipe = get_recipe(split, members=members)
     options = CompressOptions(density=density, update_interval=update_interval, extra=parse_method_options(option),
-                              train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr))
+                              train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)).validate()
+    for name in method_list:
+        check_method(name, options)
+    check_extras(method_list, options)
+    audit_names, attack_options = _audit_settings(audit, audit_epochs, audit_repeats)
+    data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
+    entries = [*COMPARE_FILES, *method_list, *(f"split-seed{s}.json" for s in seed_list)]
+    with OwnedFolder(out, "compare", entries).claim():
+        result = run_compare(method_list, data, model, options=options, split=recipe, seeds=seed_list, width=width,
+                             out=out, device=device, audit_attacks=audit_names, attack_options=attack_options,
+                             progress=progress)
+    typer.echo(format_table(result["summary"]))
+    typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")
+
+
+def _audit_settings(audit: str, audit_epochs: int | None, audit_repeats: int) -> tuple[list[str], dict | None]:
+    """The final-audit attack names and their options."""
     if audit_epochs is not None and audit_epochs < 1:
         raise typer.BadParameter(f"--audit-epochs must be >= 1, got {audit_epochs}")
     audit_names = [a.strip() for a in audit.split(",") if a.strip()]
@@ -70,10 +93,4 @@ def compare(
     learned = {"blackbox-nn", "whitebox", "shadow"}
     given = {**({"epochs": audit_epochs} if audit_epochs else {}), **({"repeats": audit_repeats}
                                                                       if audit_repeats > 1 else {})}
-    attack_options = {a: given for a in audit_names if a in learned} if given else None
-    data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
-    result = run_compare([m.strip() for m in methods.split(",") if m.strip()], data, model, options=options,
-                         split=recipe, seeds=seed_list, width=width, out=out, device=device,
-                         audit_attacks=audit_names, attack_options=attack_options, progress=progress)
-    typer.echo(format_table(result["summary"]))
-    typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")
+    return audit_names, ({a: given for a in audit_names if a in learned} if given else None)

@@ -18,7 +18,7 @@ from modelsafe.commands._options import (
     SeedOpt,
     parse_method_options,
 )
-from modelsafe.compress.methods import CompressOptions, check_method, list_methods
+from modelsafe.compress.methods import CompressOptions, check_extras, check_method, list_methods
 from modelsafe.compress.methods import compress as run_method
 from modelsafe.data import MembershipSplit, get_recipe, load_dataset
 from modelsafe.report.run import RunFolder
@@ -80,34 +80,40 @@ def compress(
                               dense_first=dense_first, finetune_epochs=finetune_epochs,
                               extra=parse_method_options(option)).validate()
     check_method(method, options)  # bad names and options fail here, before any data is loaded or written
+    check_extras([method], options)
     spec = get_recipe(split, members=members, validation=validation)
+    dev = resolve_device(device)
     data = load_dataset(dataset, root=data_root, download=download)
     split_obj = MembershipSplit.create(data, spec, seed=seed)
+    net = init_model(model, data, width, seed)  # a bad model or width fails here, before any folder exists
     out = out or str(default_run_dir(dataset, model, method, f"d{density:g}", f"s{seed}"))
     run = RunFolder(out)
     run_config = {"kind": "compress", "method": method, "dataset": data.info.name, "model": model, "width": width,
                   "seed": seed, "split": asdict(split_obj.spec), "options": options.to_dict()}
-    resumed = run.start(run_config, overwrite=overwrite)
-    if resumed:
-        split_obj = run.load_split()
-    else:
-        run.save_split(split_obj)
-    dev = resolve_device(device)
+    with run.open(run_config, split_obj, overwrite=overwrite) as resumed:
+        if resumed:
+            split_obj = run.load_split()
+        metrics, report = _compress_in(run, method, net, data, split_obj, options, seed, dev, progress)
+        metrics["resumed"] = resumed
+        run.save_metrics(metrics)
+    typer.echo(f"run folder: {out}" + (" (resumed)" if resumed else ""))
+    params, flops = metrics["params"], metrics["flops"]
+    typer.echo(f"{method}: test accuracy {metrics['test']['accuracy']:.4f} | non-zero parameters "
+               f"{params['nonzero']:,} of {params['total']:,} | FLOPs/sample {flops['sparse']:,} of {flops['dense']:,}")
+    typer.echo(f"dense bytes {report.dense_bytes:,} | sparse bytes {report.sparse_bytes:,} | "
+               f"ratio {report.ratio:.2f}x ({run.file(SPARSE_FILE)})")
+
+
+def _compress_in(run: RunFolder, method: str, net, data, split_obj: MembershipSplit, options: CompressOptions,
+                 seed: int, dev, progress: bool):
+    """Compress ``net`` inside the open run folder; returns (metrics, export report)."""
     pool = data.pool()
-    net = init_model(model, data, width, seed)
     net, info = run_method(method, net, split_obj.data(data, "members", pool), options, seed=seed, device=dev,
                            run_dir=run.path, progress=progress, dataset=data, split=split_obj)
     run.save_weights(net)
-    report = export_sparse(net, run.file(SPARSE_FILE), metadata={"method": method})
+    report = run.write_checked(SPARSE_FILE, lambda path: export_sparse(net, path, metadata={"method": method}))
     metrics = {"test": evaluate(net, data.test, device=dev),
                "validation": evaluate(net, split_obj.data(data, "validation", pool), device=dev),
                **info, "export": {"dense_bytes": report.dense_bytes, "sparse_bytes": report.sparse_bytes,
-                                  "ratio": report.ratio, "layouts": report.layouts}, "resumed": resumed}
-    run.save_metrics(metrics)
-    typer.echo(f"run folder: {out}" + (" (resumed)" if resumed else ""))
-    params = info["params"]
-    typer.echo(f"{method}: test accuracy {metrics['test']['accuracy']:.4f} | non-zero parameters "
-               f"{params['nonzero']:,} of {params['total']:,} | FLOPs/sample {info['flops']['sparse']:,} of "
-               f"{info['flops']['dense']:,}")
-    typer.echo(f"dense bytes {report.dense_bytes:,} | sparse bytes {report.sparse_bytes:,} | "
-               f"ratio {report.ratio:.2f}x ({run.file(SPARSE_FILE)})")
+                                  "ratio": report.ratio, "layouts": report.layouts}}
+    return metrics, report

@@ -36,19 +36,19 @@ def demo(
 ) -> None:
     """Compress a leaky Fashion-MNIST model with BMIA-SafeCompress and plain DST, audit both, and test
     transfer attacks; writes OUT/report.md (about 10 minutes on 2 CPU cores)."""
-    from modelsafe.adversarial import transfer_matrix
+    from modelsafe._checks import check_density, check_positive_int
     from modelsafe.compress import CompressOptions
-    from modelsafe.compress.compare import compare, format_table
     from modelsafe.data import SplitSpec, load_dataset
     from modelsafe.data.files import find_files
     from modelsafe.data.idx import IDX_FILES
-    from modelsafe.report.io import write_json, write_text
-    from modelsafe.sparse import load_sparse
-    from modelsafe.targets import init_model
-    from modelsafe.training import TrainConfig, fit
+    from modelsafe.report.folder import OwnedFolder
+    from modelsafe.training import TrainConfig
     from modelsafe.utils import resolve_device
 
     start = time.perf_counter()
+    check_positive_int("--epochs", epochs)
+    check_positive_int("--images", images)
+    check_density(density, "--density")
     dev = resolve_device(device)
     root = Path(out)
     if dataset not in ("fashion-mnist", "digits"):
@@ -61,9 +61,27 @@ def demo(
             typer.echo("Fashion-MNIST not found (apt-get install dataset-fashion-mnist); using scikit-learn digits.")
         data, model, width = load_dataset("digits"), "mlp", 2.0
         split = SplitSpec(members=600, validation=150, reference=300, eval_nonmembers=300)
+    if images > len(data.test):
+        raise ModelsafeError(f"--images {images} is more than the {len(data.test)} test images of "
+                             f"{data.info.name!r}; pass --images {len(data.test)} or fewer")
     # min-max weight λ = 1 and a 100-epoch black-box judge, as in benchmarks/safecompress.py (docs/safecompress.md)
     options = CompressOptions(density=density, update_interval=50, extra={"safecompress": {"minmax_lambda": 1.0}},
-                              train=TrainConfig(epochs=epochs, batch_size=64, lr=0.05))
+                              train=TrainConfig(epochs=epochs, batch_size=64, lr=0.05)).validate()
+    with OwnedFolder(root, "demo", ("compare", "report.md", "transfer.json")).claim():
+        _demo_in(root, data, model, width, split, options, images, seed, dev, progress, start)
+
+
+def _demo_in(root: Path, data, model: str, width: float, split, options, images: int, seed: int, dev,
+             progress: bool, start: float) -> None:
+    """Both demo parts, written into the claimed folder ``root``."""
+    from modelsafe.adversarial import transfer_matrix
+    from modelsafe.compress.compare import compare, format_table
+    from modelsafe.report.io import write_json, write_text
+    from modelsafe.sparse import load_sparse
+    from modelsafe.targets import init_model
+    from modelsafe.training import fit
+
+    density, epochs = options.density, options.train.epochs
     typer.echo(f"[1/2] SafeCompress on {data.info.name}: {model} (width {width}), density {density}, "
                f"{epochs} epochs")
     methods = ["rigl", "bmia-safecompress"]
@@ -86,7 +104,7 @@ def demo(
         targets[f"{model}-{method}"] = compressed.to(dev).eval()
     eps = 0.1 if data.info.name == "fashion-mnist" else 0.2
     matrix = transfer_matrix(["mi-fgsm", "smi-fgrm"], {"cnn": surrogate}, targets,
-                             data.test.subset(range(min(images, len(data.test)))), eps=eps, seed=seed, device=dev,
+                             data.test.subset(range(images)), eps=eps, seed=seed, device=dev,
                              progress=progress)
     transfer = matrix.markdown()
     typer.echo(transfer)

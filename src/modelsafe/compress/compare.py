@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from modelsafe._checks import check_seeds
 from modelsafe.compress.methods import CompressOptions, check_method, compress, get_method
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec
 from modelsafe.errors import ModelsafeError
@@ -183,6 +184,7 @@ def compare(methods: Sequence[str], dataset: Dataset, model_name: str = "cnn", *
         check_method(name, options)  # unknown names and bad method options fail here, before any training
     if not seeds:
         raise ModelsafeError("compare needs at least one seed")
+    check_seeds("seeds", list(seeds))
     from modelsafe.privacy.registry import mia_entry
 
     for name in audit_attacks:

@@ -151,6 +151,20 @@ def check_method(name: str, options: CompressOptions) -> MethodEntry:
     return entry
 
 
+def check_extras(methods: Sequence[str], options: CompressOptions) -> None:
+    """Refuse keys of ``options.extra`` (``--option``) that none of ``methods`` reads, so a mistyped option
+    is never silently ignored. Methods that do not declare what they read accept anything."""
+    entries = [get_method(m) for m in methods]
+    if not options.extra or any(e.extras is None for e in entries):
+        return
+    read = sorted({k for e in entries for k in e.extras})
+    unknown = sorted(set(options.extra) - set(read))
+    if unknown:
+        known = ", ".join(read) if read else "none"
+        raise ModelsafeError(f"option(s) {', '.join(unknown)} not read by {', '.join(methods)} (options they read: "
+                             f"{known})")
+
+
 def compress(method: str, model: nn.Module, train_data: TensorData, options: CompressOptions | None = None, *,
              seed: int = 0, device: str | torch.device | None = None, run_dir: str | os.PathLike | None = None,
              progress: bool = True, dataset: Dataset | None = None,

@@ -8,9 +8,10 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,12 @@ def locate(name: str, layout: Layout, root: str | os.PathLike | None, how_to_get
 
 def _from_archive(name: str, layout: Layout, archive: Path) -> Path:
     dest = cache_dir(name)
-    extract_into(archive, dest)
+    complete = lambda folder: layout.folder_in(folder) is not None
+    try:
+        extract_into(archive, dest, accept=complete)
+    except IncompleteArchiveError:
+        raise ModelsafeError(f"dataset {name!r}: {archive} does not hold {', '.join(layout.required)}; nothing "
+                             "was kept from it") from None
     found = layout.folder_in(dest)
     if found is None:
         raise ModelsafeError(f"dataset {name!r}: {archive} was extracted into {dest} but does not hold "
@@ -80,17 +86,36 @@ def _from_archive(name: str, layout: Layout, archive: Path) -> Path:
     return found
 
 
-def extract_into(archive: Path, dest: Path) -> None:
+class IncompleteArchiveError(ModelsafeError):
+    """An archive extracted cleanly but lacks the files it was expected to hold."""
+
+
+def _clean_stale_extractions(dest: Path, older_than: float = 3600.0) -> None:
+    """Remove what an extraction killed over an hour ago left behind."""
+    now = time.time()
+    for stale in dest.glob(".extracting-*"):
+        try:
+            if now - stale.stat().st_mtime > older_than:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def extract_into(archive: Path, dest: Path, accept: Callable[[Path], bool] | None = None) -> None:
     """Extract ``archive`` into ``dest`` atomically: members are unpacked (safely, see
-    :func:`modelsafe.data.files.safe_extract`) into a temporary folder inside ``dest``, then each top-level
-    entry is moved into place, replacing a stale one of the same name."""
+    :func:`modelsafe.data.extract.safe_extract`) into a temporary folder inside ``dest``; only when that
+    succeeded, and ``accept(folder)`` (if given) approves the result, is each top-level entry moved into
+    place, replacing a stale one of the same name. A refused, failed or incomplete extraction leaves nothing."""
     dest.mkdir(parents=True, exist_ok=True)
+    _clean_stale_extractions(dest)
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".extracting-"))
     try:
         try:
             safe_extract(archive, tmp)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
             raise ModelsafeError(f"cannot extract {archive}: {exc}") from None
+        if accept is not None and not accept(tmp):
+            raise IncompleteArchiveError(f"{archive} does not hold the expected files")
         for entry in tmp.iterdir():
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink():

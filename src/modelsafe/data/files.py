@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tarfile
 import tempfile
 import urllib.request
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelsafe.data.extract import safe_extract
 from modelsafe.errors import DataNotFoundError, ModelsafeError
+
+__all__ = ["cache_dir", "check_inside", "download", "file_digest", "find_files", "missing", "resolve",
+           "safe_extract", "search_dirs"]
 
 
 def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
@@ -52,9 +54,9 @@ def resolve(directory: Path, filename: str) -> Path | None:
 
 
 def missing(name: str, filenames: Sequence[str], root: str | os.PathLike | None, how_to_get: str) -> DataNotFoundError:
-    looked = "\n  ".join(str(d) for d in search_dirs(name, root))
+    looked = ", ".join(str(d) for d in search_dirs(name, root))
     return DataNotFoundError(
-        f"dataset {name!r}: could not find {', '.join(filenames)}; looked in:\n  {looked}\n{how_to_get}")
+        f"dataset {name!r}: could not find {', '.join(filenames)}; looked in: {looked}. {how_to_get}")
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -65,39 +67,37 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path, md5: str | None = None, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``dest`` atomically; a checksum mismatch deletes the partial file and raises."""
+def download(url: str, dest: Path, md5: str | None = None, timeout: float = 60.0, sha256: str | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` atomically; a checksum mismatch (SHA-256 where the source publishes one, else
+    MD5) deletes the partial file and raises. Plain http is refused: remote sources are fetched over https."""
+    if url.lower().startswith("http://"):
+        raise ModelsafeError(f"refusing to download {url}: plain http; use the source's https address")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
-        if md5 is not None:
-            got = file_digest(tmp, "md5")
-            if got != md5:
-                raise ModelsafeError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(chunk)
+        except OSError as exc:  # URLError, timeouts, disk full
+            raise ModelsafeError(f"download of {url} failed: {exc}") from None
+        for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+            if expected is not None:
+                got = file_digest(tmp, algorithm)
+                if got != expected:
+                    raise ModelsafeError(f"checksum mismatch for {url}: expected {algorithm} {expected}, got {got}")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a tar or zip archive into ``dest``, refusing members that would land outside it
-    (tar uses the standard ``data`` filter: no absolute paths, links out of the tree or device files)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
-    elif zipfile.is_zipfile(archive):
-        root = dest.resolve()
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (dest / member).resolve()
-                if root != target and root not in target.parents:
-                    raise ModelsafeError(f"refusing to extract {member!r} from {archive}: it leaves {dest}")
-            zf.extractall(dest)
-    else:
-        raise ModelsafeError(f"{archive} is neither a tar nor a zip archive")
+def check_inside(paths: Sequence[Path], root: Path, what: str) -> None:
+    """Refuse any of ``paths`` that resolves outside ``root`` (a symlink out of the dataset folder)."""
+    base = root.resolve()
+    for path in paths:
+        real = path.resolve()
+        if real != base and base not in real.parents:
+            raise ModelsafeError(f"{what}: {path} leads outside the dataset folder {root} (to {real}); "
+                                 "symlinks out of a dataset are refused")

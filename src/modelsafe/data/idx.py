@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
-# Published checksums of the original distribution files.
+# Published checksums of the original distribution files (the sources publish MD5 only). Fashion-MNIST's
+# documented address is the bucket's plain-http website endpoint; the same public objects are fetched over
+# https from the bucket's REST endpoint, and the MD5 is checked either way.
 _SOURCES = {
-    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
+    "fashion-mnist": ("https://fashion-mnist.s3.eu-central-1.amazonaws.com/", {
         "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
@@ -48,8 +51,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (gzipped or raw) into an array of its declared dtype and shape."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ModelsafeError(f"{path} cannot be read: it is damaged or truncated ({exc})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ModelsafeError(f"{path} is not an IDX file (bad magic number)")
     code, ndim = data[2], data[3]
@@ -85,6 +91,10 @@ def load_idx_dataset(name: str, root: str | os.PathLike | None = None, download_
     for imgs, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if imgs.ndim != 3 or labels.ndim != 1 or imgs.shape[0] != labels.shape[0]:
             raise ModelsafeError(f"{name} {split}: images {imgs.shape} and labels {labels.shape} do not match")
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= len(_CLASSES[name])):
+            labels_file = resolve(directory, IDX_FILES[1 if split == "train" else 3])
+            raise ModelsafeError(f"{labels_file}: labels must lie in [0, {len(_CLASSES[name])}), found "
+                                 f"[{int(labels.min())}, {int(labels.max())}]; the file is damaged")
     h, w = x_train.shape[1:]
     mean, std = _STATS[name]
     info = DatasetInfo(name, "image", 10, (1, h, w), mean, std, _CLASSES[name])

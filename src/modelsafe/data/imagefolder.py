@@ -25,7 +25,7 @@ import torch
 
 from modelsafe._checks import check_positive_int
 from modelsafe.data.archives import first_existing
-from modelsafe.data.files import missing, search_dirs
+from modelsafe.data.files import check_inside, missing, search_dirs
 from modelsafe.data.images import read_images
 from modelsafe.data.info import Dataset, DatasetInfo, TensorData
 from modelsafe.errors import ModelsafeError
@@ -67,6 +67,7 @@ def _image_path(folder: Path, name: str, where: str) -> Path:
     for directory in (folder / "images", folder):
         found = first_existing(directory, names)
         if found is not None:
+            check_inside([found], folder, where)
             return found
     raise ModelsafeError(f"{where}: image {name!r} not found in {folder / 'images'} or {folder}")
 
@@ -91,10 +92,13 @@ def load_imagenet_compatible(root: str | os.PathLike | None = None, image_size: 
         check_positive_int("image_size", image_size)
     check_positive_int("num_classes", num_classes)
     path = find_labels_file(root, labels_file)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        header = list(reader.fieldnames or [])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise ModelsafeError(f"{path} cannot be read as a UTF-8 CSV file ({exc})") from None
     if not rows:
         raise ModelsafeError(f"{path} lists no images")
     image_col = _column(header, image_column, IMAGE_COLUMNS, "image", path)

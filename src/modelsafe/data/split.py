@@ -20,14 +20,13 @@ those are drawn from the test split, as in the SafeCompress recipe).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from modelsafe._checks import check_choice, check_fraction, check_non_negative_int
+from modelsafe._checks import check_choice, check_fraction, check_non_negative_int, check_seed
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.utils import derive_seed, make_generator
@@ -104,6 +103,7 @@ class MembershipSplit:
     @classmethod
     def from_sizes(cls, dataset: str, num_train: int, num_test: int, spec: SplitSpec, seed: int = 0) -> MembershipSplit:
         _check_spec(spec)
+        seed = check_seed("seed", seed)
         if num_train == 0:
             raise ModelsafeError(f"dataset {dataset!r} has no training samples, so it cannot be split into members "
                                  "and non-members (it is an evaluation-only set)")
@@ -228,11 +228,16 @@ class MembershipSplit:
 
     @classmethod
     def from_dict(cls, data: dict) -> MembershipSplit:
+        if not isinstance(data, dict):
+            raise ModelsafeError(f"malformed split: expected a JSON object, got {type(data).__name__}")
         try:
             if data["format_version"] != FORMAT_VERSION:
                 raise ModelsafeError(f"split format version {data['format_version']} is not supported")
-            sets = {k: torch.tensor(data["sets"][k], dtype=torch.long) for k in SET_NAMES}
-            split = cls(data["dataset"], int(data["num_train"]), int(data["num_test"]), int(data["seed"]),
+            if not isinstance(data["sets"], dict) or not isinstance(data["spec"], dict):
+                raise TypeError("'sets' and 'spec' must be JSON objects")
+            sets = {k: _indices(k, data["sets"][k]) for k in SET_NAMES}
+            numbers = {k: _count(k, data[k]) for k in ("num_train", "num_test", "seed")}
+            split = cls(_text("dataset", data["dataset"]), numbers["num_train"], numbers["num_test"], numbers["seed"],
                         SplitSpec(**data["spec"]), sets)
         except (KeyError, TypeError) as exc:
             raise ModelsafeError(f"malformed split: missing or invalid field {exc}") from None
@@ -246,14 +251,35 @@ class MembershipSplit:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MembershipSplit:
+        from modelsafe.report.readers import read_json_file
+
         path = Path(path)
-        if not path.is_file():
-            raise ModelsafeError(f"split file {path} does not exist")
+        data = read_json_file(path, "split file")
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelsafeError(f"split file {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except ModelsafeError as exc:
+            raise ModelsafeError(f"split file {path}: {exc}") from None
+
+
+def _indices(name: str, values) -> torch.Tensor:
+    """A set's indices: a flat list of integers (no floats, which would be truncated, no nested lists)."""
+    if not isinstance(values, list) or not all(type(v) is int for v in values):
+        bad = values if not isinstance(values, list) else next(v for v in values if type(v) is not int)
+        raise ModelsafeError(f"malformed split: set {name!r} must be a flat list of integer indices, "
+                             f"found {bad!r:.40}")
+    return torch.tensor(values, dtype=torch.long)
+
+
+def _count(name: str, value) -> int:
+    if type(value) is not int or value < 0:
+        raise ModelsafeError(f"malformed split: field {name!r} must be a non-negative integer, got {value!r:.40}")
+    return value
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise ModelsafeError(f"malformed split: field {name!r} must be a string, got {value!r:.40}")
+    return value
 
 
 def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:

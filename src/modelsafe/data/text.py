@@ -42,6 +42,9 @@ _TEST = ("test.csv", "test.jsonl")
 _SINGLE = ("data.csv", "data.jsonl")
 
 
+MAX_CLASS_INDEX = 100_000
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercase ``text`` and return its runs of letters/digits (inner apostrophes kept)."""
     return TOKEN_PATTERN.findall(text.lower())
@@ -85,7 +88,15 @@ def build_vocabulary(token_lists: Iterable[list[str]], min_freq: int = 1, max_si
 
 
 def read_records(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[object]]:
-    """(texts, raw labels) from a ``.csv`` (with header) or ``.jsonl`` (one JSON object per line) file."""
+    """(texts, raw labels) from a ``.csv`` (with header) or ``.jsonl`` (one JSON object per line) file; a file
+    that is not text (binary bytes, NUL characters) is a one-line error naming it."""
+    try:
+        return _read_records(path, text_column, label_column)
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise ModelsafeError(f"{path} cannot be read as UTF-8 CSV/JSONL text ({exc})") from None
+
+
+def _read_records(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[object]]:
     records: list[dict] = []
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -132,6 +143,9 @@ def encode_labels(labels: Sequence[object]) -> tuple[torch.Tensor, tuple[str, ..
     keys = [_label_key(v) for v in labels]
     if all(isinstance(k, int) and k >= 0 for k in keys):
         num = max(keys) + 1
+        if num > MAX_CLASS_INDEX:
+            raise ModelsafeError(f"label {max(keys)} is too large for a class index (at most "
+                                 f"{MAX_CLASS_INDEX - 1}); integer labels are used as class indices")
         return torch.tensor(keys, dtype=torch.int64), tuple(str(i) for i in range(num))
     names = sorted({str(k) for k in keys})
     index = {n: i for i, n in enumerate(names)}
@@ -170,7 +184,11 @@ def load_text(root: str | os.PathLike | None = None, text_column: str = "text", 
         record: dict = {"method": "separate files", "train_size": n_train, "test_size": len(test_texts)}
     else:
         train_idx, test_idx, record = holdout_split(len(texts), test_fraction, seed, "text")
-    y, classes = encode_labels(raw)
+    try:
+        y, classes = encode_labels(raw)
+    except ModelsafeError as exc:
+        names = " / ".join(str(p) for p in (first, test_file) if p is not None)
+        raise ModelsafeError(f"{names}: {exc}") from None
     vocab = build_vocabulary((tokenize(texts[i]) for i in train_idx.tolist()), min_freq, max_size)
     x = vocab.encode(texts, max_len)
     info = DatasetInfo("text", "text", len(classes), (max_len,), classes=classes, vocab_size=len(vocab))

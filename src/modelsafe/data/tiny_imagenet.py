@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 
 from modelsafe.data.archives import Layout, locate
+from modelsafe.data.files import check_inside
 from modelsafe.data.images import channel_stats, read_images
 from modelsafe.data.info import Dataset, DatasetInfo, TensorData
 from modelsafe.errors import ModelsafeError
 
 SIZE = 64
 LAYOUT = Layout(required=("wnids.txt", "val/val_annotations.txt"), subdirs=("tiny-imagenet-200",),
-                archives=("tiny-imagenet-200.zip",), url="http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+                archives=("tiny-imagenet-200.zip",), url="https://cs231n.stanford.edu/tiny-imagenet-200.zip",
                 md5="90528d7ca1a48142e341f4ef8d21d0de")
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
@@ -98,6 +99,7 @@ def load_tiny_imagenet(root: str | os.PathLike | None = None, download_missing: 
     wnids = read_wnids(folder)
     splits = []
     for name, (paths, labels) in (("train", train_files(folder, wnids)), ("test", val_files(folder, wnids))):
+        check_inside(paths, folder, f"tiny-imagenet {name}")
         x = read_images(paths, expected=(SIZE, SIZE), progress=progress, desc=f"tiny-imagenet {name}")
         splits.append(TensorData(torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)))
     mean, std = channel_stats(splits[0].x.numpy())

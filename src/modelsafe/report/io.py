@@ -63,8 +63,11 @@ def write_json(path: str | os.PathLike, data) -> Path:
     return write_text(path, json.dumps(_finite(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
 
 
-def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, what: str = "file"):
+    """Parse a JSON file; a missing, empty or invalid one raises a one-line :class:`ModelsafeError`."""
+    from modelsafe.report.readers import read_json_file
+
+    return read_json_file(path, what)
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: list[str] | None = None) -> Path:
@@ -86,19 +89,18 @@ def save_weights(path: str | os.PathLike, model: torch.nn.Module, metadata: dict
 
 
 def load_weights(path: str | os.PathLike, model: torch.nn.Module, strict: bool = True) -> torch.nn.Module:
-    """Load safetensors weights into ``model`` (no pickle involved)."""
-    from safetensors.torch import load_file
-
+    """Load safetensors weights into ``model`` (no pickle involved); a damaged file or one that does not fit
+    the model raises :class:`ModelsafeError`."""
     from modelsafe.errors import ModelsafeError
+    from modelsafe.report.readers import load_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelsafeError(f"weights file {path} does not exist")
-    state = load_file(str(path))
+    state = load_safetensors(path)
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as exc:
-        raise ModelsafeError(f"weights in {path} do not fit the model: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise ModelsafeError(f"weights in {path} do not fit the model: {detail[:300]}") from None
     return model
 
 

@@ -13,7 +13,8 @@ Layouts (``name`` is the state-dict key):
 The safetensors metadata key ``modelsafe.sparse`` holds JSON ``{"version": 1, "tensors": {name: {"layout",
 "shape", "dtype"}}}`` to restore shapes. Zeros of either sign are left out (pruning by multiplication leaves
 ``-0.0`` behind) and come back as ``+0.0``; every other value, NaN included, comes back bit for bit, so the
-restored tensors are ``torch.equal`` to the originals. Only torch, numpy and safetensors are used.
+restored tensors are ``torch.equal`` to the originals. The header is written with sorted keys, so the same
+state dict and metadata always give the same bytes. Only torch, numpy and safetensors are used.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_bytes
-from safetensors.torch import save_file
 from torch import nn
 
 from modelsafe.errors import ModelsafeError
@@ -127,6 +127,17 @@ def _state(model_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, 
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header re-serialised with sorted keys, so that the same
+    tensors and metadata always give the same bytes (safetensors writes metadata in hash order). The tensor
+    bytes and their offsets are unchanged; the header is padded with spaces to a multiple of 8 bytes."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
+
+
 def export_sparse(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike,
                   metadata: Mapping[str, str] | None = None) -> ExportReport:
     """Write ``model``'s state dict (or a state dict) to ``path`` with every tensor in its smallest layout;
@@ -138,25 +149,47 @@ def export_sparse(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.
         layout, parts = pack(name, tensor)
         stored.update(parts)
         index[name] = {"layout": layout, "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch.")}
-    meta = {**(metadata or {}), META_KEY: json.dumps({"version": FORMAT_VERSION, "tensors": index})}
-    path = atomic_write(path, lambda tmp: save_file(stored, tmp, metadata=meta))
+    meta = {**(metadata or {}), META_KEY: json.dumps({"version": FORMAT_VERSION, "tensors": index}, sort_keys=True)}
+    data = canonical_safetensors(save_bytes(stored, metadata=meta))
+    path = atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     dense_bytes = len(save_bytes({k: v.clone() for k, v in state.items()}))
     return ExportReport(path, dense_bytes, path.stat().st_size, {k: v["layout"] for k, v in index.items()})
 
 
 def load_sparse(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The exact state dict stored by :func:`export_sparse` (a plain safetensors file loads as is); use it
-    with ``model.load_state_dict(load_sparse(path))``."""
+    with ``model.load_state_dict(load_sparse(path))``. A truncated, garbled or inconsistent file raises
+    :class:`~modelsafe.report.manifest.DamagedFileError` naming it."""
+    from safetensors import SafetensorError
+
+    from modelsafe.report.manifest import DamagedFileError
+
     path = Path(path)
     if not path.is_file():
         raise ModelsafeError(f"no sparse weights file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = (f.metadata() or {}).get(META_KEY)
-        stored = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get(META_KEY)
+            stored = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DamagedFileError(f"sparse weights file {path} is damaged or not a safetensors file ({exc})") from None
     if meta is None:
         return stored
-    info = json.loads(meta)
-    if info.get("version") != FORMAT_VERSION:
-        raise ModelsafeError(f"{path}: unsupported sparse format version {info.get('version')!r}")
-    return {name: unpack(name, entry["layout"], entry["shape"], getattr(torch, entry["dtype"]), stored)
-            for name, entry in info["tensors"].items()}
+    try:
+        info = json.loads(meta)
+        if info.get("version") != FORMAT_VERSION:
+            raise ModelsafeError(f"{path}: unsupported sparse format version {info.get('version')!r}")
+        return {name: unpack(name, entry["layout"], entry["shape"], _dtype(entry["dtype"]), stored)
+                for name, entry in info["tensors"].items()}
+    except ModelsafeError as exc:
+        raise DamagedFileError(f"sparse weights file {path} is damaged: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, IndexError) as exc:
+        raise DamagedFileError(f"sparse weights file {path} is damaged: its layout index does not match its "
+                               f"tensors ({type(exc).__name__}: {exc})") from None
+
+
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ModelsafeError(f"unknown dtype {name!r}")
+    return dtype
