@@ -1,8 +1,8 @@
 """Safety tests: simulated attacks that score how unsafe a (candidate) model is.
 
-A :class:`SafetyTest` keeps a simulated attacker *online* across a whole compression run (papers.md A4.7):
-``prepare`` builds it for the target, ``refresh`` trains it further against the current model (before each
-mask selection), ``score`` measures a candidate model on held-out attacker-known data, ``attacker_step``
+A :class:`SafetyTest` keeps a simulated attacker *online* across a whole compression run (as in the TSE code):
+``prepare`` builds it for the target, ``refresh`` trains it further against the current model (every
+``update_interval`` steps), ``score`` measures a candidate model on held-out attacker-known data, ``attacker_step``
 trains it one step during the min-max phase and ``defence_loss`` is the term the defender adds to its loss.
 
 Tests only ever see :class:`SafetyData`, built from the split's attacker-known sets
@@ -252,7 +252,7 @@ def _true_label_probability(model: nn.Module, data: TensorData, batch_size: int)
 class AdversarialSafetyTest(SafetyTest):
     """White-box adversarial-example risk: the success rate of an L∞ attack from
     :mod:`modelsafe.adversarial` (default ``i-fgsm``, ε = 8/255, 5 steps) on ``samples`` held-out images the
-    model classifies correctly. Lets evasion attacks drive compression (papers.md A11). Images only."""
+    model classifies correctly. Lets evasion attacks drive compression. Images only."""
 
     name = "adversarial"
 

@@ -1,7 +1,7 @@
 """The selection rule: which candidate sparse model survives a mask update.
 
 SafeCompress keeps "the candidate that best balances task performance and attack resistance"; the papers'
-exact formula could not be verified (papers.md A5), so modelsafe's default is documented as its own choice:
+exact formula is not published with their code, so modelsafe's default is documented as its own choice:
 
     objective = accuracy − weight · reduce_j(risk_j)
 
