@@ -29,7 +29,10 @@ with a 95% confidence interval.
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import time
+from pathlib import Path
 
 from modelsafe.compress import CompressOptions
 from modelsafe.compress.compare import compare, format_table, paired_difference
@@ -106,6 +109,7 @@ def main() -> None:
                      attack_options={k: v for k, v in attack_options.items() if k in args.audits})
     print(format_table(result["summary"]))
     print(paired_report(result["rows"], args.methods))
+    print(resolution_report(Path(args.out), args.methods, args.seeds))
     print(f"total wall time {time.perf_counter() - start:.0f} s; results in {args.out}")
 
 
@@ -124,6 +128,29 @@ def _method_options(args: argparse.Namespace) -> dict:
         for name in SELECTING:
             extra.setdefault(f"safecompress:{name}", {})["objective_weight"] = args.objective_weight
     return extra
+
+
+def resolution_report(out: Path, methods: list[str], seeds: list[int]) -> str:
+    """Per selecting method and safety test, from the selection logs: how far apart the candidates' risks are
+    at an update (spread), the paired and unpaired bootstrap standard errors, how many updates resolve the
+    candidates (spread > 2 paired SE) and how often the choice differs from the most accurate candidate."""
+    lines = ["", ("| method | test | statistic | updates | mean spread | mean paired SE | mean unpaired SE | resolved | "
+             "choice ≠ most accurate |"), "|---|---|---|---|---|---|---|---|---|"]
+    for method in methods:
+        logs = [json.loads(p.read_text())["log"] for s in seeds
+                if (p := out / method / f"seed{s}" / "train" / "selection.json").is_file()]
+        entries = [e for log in logs for e in log if "resolution" in e]
+        if not entries:
+            continue
+        differs = sum(e["differs_from_most_accurate"] for e in entries)
+        for test in entries[0]["resolution"]:
+            for stat in entries[0]["resolution"][test]:
+                res = [e["resolution"][test][stat] for e in entries]
+                lines.append(f"| {method} | {test} | {stat} | {len(res)} | {statistics.fmean(r['spread'] for r in res):.4f} | "
+                             f"{statistics.fmean(max(r['paired_se']) for r in res):.4f} | "
+                             f"{statistics.fmean(statistics.fmean(r['se']) for r in res):.4f} | "
+                             f"{sum(r['resolved'] for r in res)} | {differs} |")
+    return "\n".join(lines)
 
 
 def paired_report(rows: list[dict], methods: list[str]) -> str:
