@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from modelsafe.cli import app
@@ -48,6 +49,7 @@ def test_datasets_lists_names():
     assert res.exit_code == 0 and "fashion-mnist" in res.output and "digits" in res.output
 
 
+@pytest.mark.slow  # the whole demo end to end (about 80 s); CI runs it in its slow step
 def test_demo_on_digits_writes_a_report(tmp_path):
     out = tmp_path / "demo"
     res = runner.invoke(app, ["demo", "--dataset", "digits", "--epochs", "2", "--images", "20", "--out", str(out),
