@@ -5,7 +5,7 @@ speed of the white-box features' per-sample gradients (torch.func vmap vs per-sa
     python benchmarks/mia.py --members 500 --epochs 10 --reference-models 2 --attack-epochs 20   # a quick look
     python benchmarks/mia.py --speed-only --grad-batch 512 --threads 1 2   # the gradient-speed table alone
 
-Protocol (SafeCompress, papers.md A6): attacks are fitted on ``known`` members vs ``reference`` non-members and
+Protocol (SafeCompress, Zhu et al. 2022): attacks are fitted on ``known`` members vs ``reference`` non-members and
 evaluated on held-out members vs 5,000 held-out non-members (so that TPR at 0.1% FPR is resolvable); shadow,
 LiRA and RMIA share reference models trained like the target on population data. Writes the audit report
 (report.md, ROC plots, per-sample scores) and results.json to ``--out``.
@@ -47,7 +47,7 @@ def grad_speed(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats
     ``model``: modelsafe's default (the output layer's closed form); torch.func vmap; a minimal loop (per sample: forward, ``autograd.grad`` of the last weight only);
     a plain loop (per sample: forward, ``loss.backward()`` through the whole model, as a user would write it);
     the official code's loop (one batched forward, then one full backward per sample with ``retain_graph``,
-    papers.md A4.6); and a batched forward with no gradient (the floor of any method that needs the logits)."""
+    the SafeCompress code); and a batched forward with no gradient (the floor of any method that needs the logits)."""
     names = last_weight_names(model)
     weight = dict(model.named_parameters())[names[0]]
 

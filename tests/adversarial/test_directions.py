@@ -61,7 +61,7 @@ def test_paper_mean_magnitude_near_one_official_larger():
     g = torch.distributions.Laplace(0.0, 1.0).sample((4, 3, 32, 32))
     g = g / g.abs().mean((1, 2, 3), keepdim=True)
     assert rescale_paper(g).abs().mean() == pytest.approx(1.0, abs=0.05)
-    assert 1.2 < rescale_official(g).abs().mean() < 1.5  # papers.md B4.3: about 1.37
+    assert 1.2 < rescale_official(g).abs().mean() < 1.5  # the official rescaling averages about 1.37
 
 
 def test_step_objects():

@@ -30,7 +30,7 @@ def test_erk_overflow_makes_the_densest_layer_dense_and_resolves():
     assert counts == {"conv1": 36, "conv2": 86, "fc": 200}
 
 
-# ERK densities of the official SafeCompress VGG-C (CIFAR-100) measured from the official code (papers.md A4.1).
+# ERK densities of the official SafeCompress VGG-C (CIFAR-100) measured from the official code.
 VGG_C = {"f0": (64, 3, 3, 3), "f3": (64, 64, 3, 3), "f7": (128, 64, 3, 3), "f10": (128, 128, 3, 3),
          "f14": (256, 128, 3, 3), "f17": (256, 256, 3, 3), "f20": (256, 256, 1, 1), "f24": (512, 256, 3, 3),
          "f27": (512, 512, 3, 3), "f30": (512, 512, 1, 1), "f34": (512, 512, 3, 3), "f37": (512, 512, 3, 3),

@@ -46,7 +46,7 @@ from modelsafe.utils import derive_seed, make_generator, resolve_device
 Estimator = PlainGradient | DepthFirstSampling | VarianceTuning
 Direction = SignStep | RescaleStep
 LABEL_SOURCES = ("auto", "model", "given")
-CPU_CHUNK = 100  # images per model call on CPU (feasibility.md §4: 50-100 is fastest on a 2-core CPU)
+CPU_CHUNK = 100  # images per model call on CPU (50-100 measured fastest on a 2-core CPU)
 
 
 @dataclass(frozen=True)

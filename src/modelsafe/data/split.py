@@ -64,7 +64,7 @@ class SplitSpec:
 
 
 RECIPES: dict[str, SplitSpec] = {
-    # SafeCompress (papers.md A6): all train samples are members, the attacker knows half of them; the test split
+    # SafeCompress (Zhu et al., ASE 2022): all train samples are members, the attacker knows half of them; the test split
     # is halved into attacker-reference and evaluation non-members. Departure: the official code selects models
     # on the test set; here 10% of the train split is held out as a validation set instead.
     "safecompress": SplitSpec(members=None, validation=0.1, known_fraction=0.5, nonmember_source="test"),

@@ -1,5 +1,5 @@
 """Learned attacks: an attack network trained on per-sample features of the target, directly against the target
-on attacker-known members vs reference non-members (SafeCompress's threat model, papers.md A6).
+on attacker-known members vs reference non-members (SafeCompress's threat model, Zhu et al. 2022).
 
 - ``blackbox-nn`` (:class:`BlackBoxNNAttack`): the target's output vector and the ±1 label (Nasr et al. 2018,
   as SafeCompress builds it).
@@ -12,7 +12,7 @@ code instead keeps the epoch with the best accuracy *on the evaluation set*; ``s
 that for comparison with the papers (it needs the evaluation sets at fit time, uses threshold 0.5 on the
 membership probability, and is optimistic for the attacker).
 
-Online use (SafeCompress's min-max training, papers.md A4.7): ``build`` a fresh attacker, then alternate
+Online use (SafeCompress's min-max training, after Nasr et al. CCS 2018): ``build`` a fresh attacker, then alternate
 ``partial_fit`` (k attacker steps on known members vs reference non-members against the current target) with
 the defender's loss ``CE + λ·defence_term(...)``, where ``defence_term`` = mean log h(features) is
 differentiable with respect to the target's logits (the attack network's weights are frozen inside it).
@@ -217,7 +217,7 @@ class LearnedAttack(MembershipAttack):
 
     def defence_term(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """mean_i log h(features_i): the defender adds ``λ ·`` this to its cross-entropy (Nasr et al.'s min-max
-        objective CE − λ·BCE(h, 1) as in papers.md A4.7). Gradient flows to ``logits`` only; the attack network
+        objective CE − λ·BCE(h, 1) as in Nasr et al. 2018). Gradient flows to ``logits`` only; the attack network
         is frozen and in eval mode for the call."""
         self._check_built()
         with frozen(self.net):
@@ -282,7 +282,7 @@ class BlackBoxNNAttack(LearnedAttack):
     """``blackbox-nn``: :class:`~modelsafe.privacy.nets.NasrAttackNet` on the target's output and the ±1 label.
 
     ``prediction="probabilities"`` (softmax, Nasr et al.; default) or ``"logits"`` (what the SafeCompress code
-    actually feeds, papers.md A12.6). Features: (prediction (N, C), label (N, C))."""
+    actually feeds). Features: (prediction (N, C), label (N, C))."""
 
     name = "blackbox-nn"
     init = staticmethod(nasr_init)

@@ -45,7 +45,7 @@ def _mlp(sizes: Sequence[int], final_relu: bool = True, dropout: float = 0.0) ->
 
 
 class NasrAttackNet(nn.Module):
-    """The black-box attack of Nasr et al. (CCS 2018) as SafeCompress's ``Adversary`` builds it (papers.md A4.5).
+    """The black-box attack of Nasr et al. (CCS 2018) as SafeCompress's ``Adversary`` builds it in its code.
 
     Prediction branch C→1024→512→64, label branch C→512→64 (ReLU after every layer), fusion
     128→256→64→1. Inputs: ``prediction`` (N, C) probabilities or logits, ``label`` (N, C) ±1 vector.
@@ -109,7 +109,7 @@ class GradientEncoder(nn.Module):
 
 
 class WhiteBoxAttackNet(nn.Module):
-    """The white-box attack of SafeCompress (ML-Doctor's simplification of Nasr et al. S&P 2019; papers.md A4.6),
+    """The white-box attack of SafeCompress (ML-Doctor's simplification of Nasr et al. S&P 2019),
     extended to several gradient inputs.
 
     Components (dropout ``p`` before each): logits C→128→64; loss 1→128→64; one :class:`GradientEncoder` per

@@ -1,6 +1,6 @@
 """Training an attack network on cached features of members (label 1) and non-members (label 0).
 
-As in the SafeCompress code (papers.md A4.5), every step concatenates one member batch and one non-member batch
+As in the SafeCompress code, every step concatenates one member batch and one non-member batch
 (``batch_size`` each) and takes one Adam step on the BCE of the membership logits. An epoch covers the larger
 of the two sets once (the smaller one is cycled), so both sets are always equally represented."""
 
