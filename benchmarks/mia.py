@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.privacy import audit, create_mia, last_weight_names, per_sample_grads, per_sample_grads_loop
 from modelsafe.privacy.references import FitTrainer
-from modelsafe.privacy.report_writer import write_audit_report
-from modelsafe.report.io import write_json
-from modelsafe.targets import init_model
+from modelsafe.report.audit import write_audit_report
+from modelsafe.storage.io import write_json
 from modelsafe.training import TrainConfig, evaluate, fit
+from modelsafe.workflows import init_model
 
 
 def attack_list(epochs: int) -> list:

@@ -35,9 +35,10 @@ import time
 from pathlib import Path
 
 from modelsafe.compress import CompressOptions
-from modelsafe.compress.compare import compare, format_table, paired_difference
 from modelsafe.data import get_recipe, load_dataset
+from modelsafe.report.compare import format_table, paired_difference
 from modelsafe.training import TrainConfig
+from modelsafe.workflows import compare_run as compare
 
 METHODS = ["rigl", "bmia-safecompress", "accuracy-safecompress", "mmia-safecompress", "mia-safecompress",
            "advreg-sparse"]

@@ -31,7 +31,7 @@ from modelsafe.adversarial import (
 )
 from modelsafe.data import load_dataset
 from modelsafe.models import create_model_for
-from modelsafe.report.io import load_weights, save_weights
+from modelsafe.storage.io import load_weights, save_weights
 from modelsafe.training import TrainConfig, evaluate, fit
 
 # name -> (architecture, width, learning rate): four differently built models

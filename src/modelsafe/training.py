@@ -29,7 +29,7 @@ from modelsafe._checks import (
 )
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
-from modelsafe.utils import derive_seed, make_generator, resolve_device
+from modelsafe.utils import derive_seed, eval_mode, make_generator, pick_device, resolve_device
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "multistep", "constant")
@@ -195,37 +195,7 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
                   initial=state.epoch, total=config.epochs)
     for epoch in epochs:
         state.epoch = epoch
-        model.train()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
-        batches = tqdm(train_data.batches(config.batch_size, shuffle=True, generator=state.generator, device=dev),
-                       total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
-                       leave=False, disable=not progress)
-        for inputs, labels in batches:
-            inputs = augment_batch(inputs, config.augment, state.generator)
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-            with torch.no_grad():
-                loss_sum += loss.detach() * labels.shape[0]
-                correct += (logits.argmax(1) == labels).sum()
-                seen += labels.shape[0]
-            for cb in callbacks:
-                loss = cb.loss(state, inputs, labels, logits, loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for cb in callbacks:
-                cb.before_optimizer_step(state)
-            optimizer.step()
-            scheduler.step()
-            state.step += 1
-            for cb in callbacks:
-                cb.after_optimizer_step(state)
-        train_loss = float(loss_sum) / seen
-        if not math.isfinite(train_loss):
-            raise ModelsafeError(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower the lr")
-        state.logs = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": float(correct) / seen,
-                      "lr": optimizer.param_groups[0]["lr"]}
+        state.logs = _train_epoch(state, train_data, scheduler, callbacks, progress)
         if val_data is not None and len(val_data):
             val = evaluate(model, val_data, batch_size=max(config.batch_size, 512), device=dev)
             state.logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
@@ -238,6 +208,45 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
             ckpt.save(state, scheduler, callbacks, fingerprint, history)
     model.eval()
     return history
+
+
+
+def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks: Sequence[Callback],
+                 progress: bool) -> dict:
+    """One epoch over ``train_data`` in shuffled batches, with the callbacks' hooks around each step; returns the
+    epoch's logs (epoch, train loss and accuracy, lr). A non-finite mean loss is an error."""
+    model, optimizer, config, dev = state.model, state.optimizer, state.config, state.device
+    model.train()
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    batches = tqdm(train_data.batches(config.batch_size, shuffle=True, generator=state.generator, device=dev),
+                   total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch",
+                   leave=False, disable=not progress)
+    for inputs, labels in batches:
+        inputs = augment_batch(inputs, config.augment, state.generator)
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+        with torch.no_grad():
+            loss_sum += loss.detach() * labels.shape[0]
+            correct += (logits.argmax(1) == labels).sum()
+            seen += labels.shape[0]
+        for cb in callbacks:
+            loss = cb.loss(state, inputs, labels, logits, loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for cb in callbacks:
+            cb.before_optimizer_step(state)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        for cb in callbacks:
+            cb.after_optimizer_step(state)
+    train_loss = float(loss_sum) / seen
+    if not math.isfinite(train_loss):
+        raise ModelsafeError(f"training diverged at epoch {state.epoch + 1} (loss {train_loss}); lower the lr")
+    return {"epoch": state.epoch + 1, "train_loss": train_loss, "train_accuracy": float(correct) / seen,
+            "lr": optimizer.param_groups[0]["lr"]}
 
 
 _STATE_KEYS = ("fingerprint", "epoch", "step", "history", "optimizer", "scheduler", "generator", "callbacks")
@@ -258,8 +267,8 @@ class Checkpointer:
 
     def save(self, state: TrainState, scheduler, callbacks: Sequence[Callback], fingerprint: dict,
              history: list[dict]) -> None:
-        from modelsafe.report.io import save_weights, write_json
-        from modelsafe.report.manifest import sha256_file
+        from modelsafe.storage.io import save_weights, write_json
+        from modelsafe.storage.manifest import sha256_file
 
         tmp = self.directory.with_name(self.directory.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -281,8 +290,8 @@ class Checkpointer:
     @staticmethod
     def _read(directory: Path) -> dict:
         """The saved state of one checkpoint folder, after checking its digests and structure."""
-        from modelsafe.report.manifest import DamagedFileError, sha256_file
-        from modelsafe.report.readers import load_torch_file, read_json_object
+        from modelsafe.storage.manifest import DamagedFileError, sha256_file
+        from modelsafe.storage.readers import load_torch_file, read_json_object
 
         digests = directory / "digests.json"
         if digests.is_file():
@@ -299,7 +308,7 @@ class Checkpointer:
         return saved
 
     def _newest_intact(self) -> tuple[Path, dict]:
-        from modelsafe.report.manifest import DamagedFileError
+        from modelsafe.storage.manifest import DamagedFileError
 
         damage = None
         for directory in (self.directory, self.old):
@@ -312,7 +321,7 @@ class Checkpointer:
                                "training from epoch 0, or re-run with --overwrite")
 
     def restore(self, state: TrainState, scheduler, callbacks: Sequence[Callback], fingerprint: dict) -> list[dict]:
-        from modelsafe.report.io import load_weights
+        from modelsafe.storage.io import load_weights
 
         directory, saved = self._newest_intact()
         if saved["fingerprint"] != fingerprint:
@@ -339,16 +348,12 @@ class Checkpointer:
 def predict_logits(model: nn.Module, data: TensorData | torch.Tensor, batch_size: int = 512,
                    device: str | torch.device | None = None) -> torch.Tensor:
     """Logits (N, C) on the CPU, computed in eval mode (the model's previous mode is restored)."""
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    dev = pick_device(device, model)
+    with eval_mode(model):
         if isinstance(data, torch.Tensor):
             chunks = [model(data[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(data), batch_size)]
         else:
             chunks = [model(x).float().cpu() for x, _ in data.batches(batch_size, device=dev)]
-    finally:
-        model.train(was_training)
     if not chunks:
         raise ModelsafeError("no samples to predict")
     return torch.cat(chunks)

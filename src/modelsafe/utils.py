@@ -1,9 +1,16 @@
-"""Device and randomness helpers. Every entry point takes ``seed`` and ``device``; randomness flows from
-``torch.Generator`` objects made here, never from the global RNG."""
+"""Device, mode and randomness helpers. Every entry point takes ``seed`` and ``device``; randomness flows from
+``torch.Generator`` objects made here, never from the global RNG.
+
+``device=None`` has one meaning everywhere (:func:`pick_device`): follow the model the function is given, and
+where it is given none, CUDA when available, else CPU."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+from torch import nn
 
 from modelsafe.errors import ModelsafeError
 
@@ -21,6 +28,34 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ModelsafeError(f"device {device!r} requested but MPS is not available on this machine")
     return dev
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); CPU for a model with neither."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def pick_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
+    """``device`` resolved (:func:`resolve_device`); ``None`` means ``model``'s device when a model is given."""
+    if device is None and model is not None:
+        return model_device(model)
+    return resolve_device(device)
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put ``modules`` (and all their submodules) in eval mode for the block, then give every submodule back
+    the train/eval flag it had, even when the block raises."""
+    saved = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:

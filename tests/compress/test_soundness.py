@@ -16,8 +16,8 @@ from modelsafe.errors import ModelsafeError
 from modelsafe.sparse import DynamicSparsity
 from modelsafe.sparse.engine import Candidate
 from modelsafe.sparse.rules import Strategy
-from modelsafe.targets import init_model
 from modelsafe.training import Callback, TrainConfig, TrainState, fit
+from modelsafe.workflows import init_model
 
 from ..conftest import make_blobs
 

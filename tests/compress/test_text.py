@@ -10,7 +10,7 @@ import torch
 from modelsafe.compress import CompressOptions, compress
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.models import create_model_for
-from modelsafe.report.io import read_json
+from modelsafe.storage.io import read_json
 from modelsafe.training import TrainConfig, evaluate
 
 WORDS = {"pos": ["good", "great", "fine", "happy"], "neg": ["bad", "awful", "poor", "sad"],

@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 from modelsafe.commands.audit import audit as audit_command
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.errors import ModelsafeError
-from modelsafe.privacy import MIAReport, audit, create_mia, write_audit_report
+from modelsafe.privacy import MIAReport, audit, create_mia
 from modelsafe.privacy.references import FitTrainer
-from modelsafe.targets import init_model, train_target
+from modelsafe.report import write_audit_report
 from modelsafe.training import TrainConfig, fit
+from modelsafe.workflows import init_model, train_run
 
 SPEC = SplitSpec(members=400, validation=100, population=600, reference=150, eval_nonmembers=150)
 TRAIN = TrainConfig(epochs=15, lr=0.05, batch_size=64, weight_decay=0.0)
@@ -87,7 +88,7 @@ def test_audit_errors(digits_target):
 
 def test_audit_command_on_a_run_folder(tmp_path):
     run = tmp_path / "run"
-    train_target("digits", "mlp", out=run, split=SPEC, train=TrainConfig(epochs=3), width=0.5, seed=0, device="cpu",
+    train_run("digits", "mlp", out=run, split=SPEC, train=TrainConfig(epochs=3), width=0.5, seed=0, device="cpu",
                  progress=False)
     app = typer.Typer()
     app.command()(audit_command)

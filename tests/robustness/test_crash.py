@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from modelsafe.report.lock import LOCK_NAME
-from modelsafe.report.manifest import MARKER
+from modelsafe.storage.lock import LOCK_NAME
+from modelsafe.storage.manifest import MARKER
 
 TRAIN = ("train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--no-progress", "--device", "cpu",
          "--split", "small", "--members", "200", "--validation", "100")

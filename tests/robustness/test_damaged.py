@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from modelsafe.report.manifest import MARKER
+from modelsafe.storage.manifest import MARKER
 
 G = "tracebacks/damaged files"
 TRAIN = ("train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--no-progress", "--device", "cpu",

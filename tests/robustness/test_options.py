@@ -21,9 +21,9 @@ def must_not_run(*args, **kwargs):
 
 @pytest.fixture
 def no_work(monkeypatch):
-    for target in ("modelsafe.commands.compress.run_method", "modelsafe.compress.compare.compress",
-                   "modelsafe.compress.compare.compare", "modelsafe.targets.fit",
-                   "modelsafe.adversarial.transfer_matrix", "modelsafe.commands.attack.load_model_spec"):
+    for target in ("modelsafe.workflows.compress.run_method", "modelsafe.workflows.compare.compress",
+                   "modelsafe.workflows.compare.run_one", "modelsafe.workflows.train.fit",
+                   "modelsafe.adversarial.transfer_matrix", "modelsafe.workflows.attack.load_model_spec"):
         monkeypatch.setattr(target, must_not_run)
 
 
@@ -166,11 +166,11 @@ def api_cases(tmp_path, run):
     """(name, callable) pairs: each must raise a ModelsafeError subclass, catchable as ValueError."""
     from modelsafe.data import MembershipSplit, load_dataset
     from modelsafe.data.idx import read_idx
-    from modelsafe.report.io import load_weights, read_json
-    from modelsafe.report.manifest import Manifest
     from modelsafe.sparse import load_sparse
-    from modelsafe.targets import load_target, train_target
+    from modelsafe.storage.io import load_weights, read_json
+    from modelsafe.storage.manifest import Manifest
     from modelsafe.training import fit
+    from modelsafe.workflows import load_target, train_run
 
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x00garbage" * 8)
@@ -192,9 +192,9 @@ def api_cases(tmp_path, run):
         ("read_idx garbage", lambda: read_idx(garbage)),
         ("read_idx bad gzip", lambda: read_idx(garbage.rename(tmp_path / "g.gz"))),
         ("manifest damaged", lambda: Manifest.load(tmp_path / MARK)),
-        ("train_target seed", lambda: train_target("digits", "mlp", out=tmp_path / "t", seed=-1)),
-        ("train_target seed overflow", lambda: train_target("digits", "mlp", out=tmp_path / "t", seed=2**70)),
-        ("train_target width", lambda: train_target("digits", "mlp", out=tmp_path / "t", width=0)),
+        ("train_run seed", lambda: train_run("digits", "mlp", out=tmp_path / "t", seed=-1)),
+        ("train_run seed overflow", lambda: train_run("digits", "mlp", out=tmp_path / "t", seed=2**70)),
+        ("train_run width", lambda: train_run("digits", "mlp", out=tmp_path / "t", width=0)),
         ("split seed", lambda: MembershipSplit.create(load_dataset("digits"), "small", seed=True)),
         ("fit empty", lambda: fit(torch.nn.Linear(2, 2), load_dataset("digits").train.subset([]))),
         ("load_dataset option", lambda: load_dataset("digits", bogus=1)),

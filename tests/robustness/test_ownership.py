@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from modelsafe.report.folder import OwnedFolder
-from modelsafe.report.lock import LOCK_NAME, FolderLock
-from modelsafe.report.manifest import MARKER
+from modelsafe.storage.folder import OwnedFolder
+from modelsafe.storage.lock import LOCK_NAME, FolderLock
+from modelsafe.storage.manifest import MARKER
 
 TRAIN = ("train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--no-progress", "--device", "cpu",
          "--split", "small", "--members", "200", "--validation", "100")
@@ -54,7 +54,7 @@ def test_foreign_folder_refused_with_or_without_overwrite(cli, tmp_path, overwri
     ["demo", "--dataset", "digits", "--epochs", "1", "--no-progress"],
 ])
 def test_every_writer_refuses_a_foreign_folder(cli, tmp_path, monkeypatch, command):
-    monkeypatch.setattr("modelsafe.commands.attack.load_model_spec", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("modelsafe.workflows.attack.load_model_spec", lambda *a, **k: pytest.fail("work started"))
     folder = user_folder(tmp_path / "theirs")
     before = cli.snapshot(folder)
     cli.fails(G, *command, "--out", folder, match="did not write")
@@ -151,7 +151,7 @@ def test_second_writer_gets_one_line(cli, run_copy):
 
 
 def test_second_writer_in_another_process(cli, run_copy):
-    code = ("import sys, time; from modelsafe.report.lock import FolderLock; l = FolderLock(sys.argv[1]).acquire(); "
+    code = ("import sys, time; from modelsafe.storage.lock import FolderLock; l = FolderLock(sys.argv[1]).acquire(); "
             "print('locked', flush=True); time.sleep(60)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", code, str(run_copy)], stdout=subprocess.PIPE, env=env)
@@ -197,8 +197,8 @@ def test_owned_folder_api_refuses_second_claim(tmp_path):
     ("demo", ["demo", "--dataset", "digits", "--epochs", "1", "--no-progress"]),
 ])
 def test_every_writer_waits_for_the_lock(cli, tmp_path, monkeypatch, kind, command):
-    monkeypatch.setattr("modelsafe.commands.attack.load_model_spec", lambda *a, **k: pytest.fail("work started"))
-    monkeypatch.setattr("modelsafe.compress.compare.compress", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("modelsafe.workflows.attack.load_model_spec", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("modelsafe.workflows.compare.compress", lambda *a, **k: pytest.fail("work started"))
     folder = tmp_path / "busy"
     holder = OwnedFolder(folder, kind).claim()  # another writer, mid-way
     try:

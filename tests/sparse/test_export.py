@@ -6,8 +6,8 @@ from safetensors.torch import save_file
 
 from modelsafe.errors import ModelsafeError
 from modelsafe.models import create_model
-from modelsafe.report.io import save_weights
 from modelsafe.sparse import DynamicSparsity, export_sparse, load_sparse
+from modelsafe.storage.io import save_weights
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:

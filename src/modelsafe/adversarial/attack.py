@@ -18,8 +18,7 @@ Per iteration t (x_0 = clean image, g = 0)::
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -41,7 +40,7 @@ from modelsafe.adversarial.ensemble import Ensemble
 from modelsafe.adversarial.estimators import DepthFirstSampling, PlainGradient, VarianceTuning
 from modelsafe.adversarial.transforms import InputDiversity, ScaleCopies, TranslationSmoothing
 from modelsafe.errors import ModelsafeError
-from modelsafe.utils import derive_seed, make_generator, resolve_device
+from modelsafe.utils import derive_seed, eval_mode, make_generator, pick_device
 
 Estimator = PlainGradient | DepthFirstSampling | VarianceTuning
 Direction = SignStep | RescaleStep
@@ -140,13 +139,7 @@ class TransferAttack:
         self.model = model
         self.name = name
         self.seed = int(seed)
-        if device is None:
-            param = next(iter(model.parameters()), None)
-            buffer = next(iter(model.buffers()), None)
-            ref = param if param is not None else buffer
-            self.device = ref.device if ref is not None else torch.device("cpu")
-        else:
-            self.device = resolve_device(device)
+        self.device = pick_device(device, model)
         if isinstance(model, Ensemble):
             self.members, self.weights, self.memory_saving = list(model.members), model.weights, model.memory_saving
         else:
@@ -171,7 +164,7 @@ class TransferAttack:
             return images.clone()
         x0 = images.detach().to(self.device)
         seed = self.seed if seed is None else int(seed)
-        with self._eval_mode(), torch.enable_grad():
+        with eval_mode(self.model), torch.enable_grad():
             clean_logits = self._logits(x0)
             if labels is not None:
                 labels = check_labels(labels, batch, clean_logits.shape[1]).to(self.device)
@@ -280,13 +273,4 @@ class TransferAttack:
         chunk = self._chunk()
         return torch.cat([self.model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
 
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.train(training)
 

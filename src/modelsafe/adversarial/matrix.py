@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +22,7 @@ from modelsafe.adversarial.ensemble import Ensemble, Resized
 from modelsafe.adversarial.presets import PRESETS, create_attack
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
-from modelsafe.utils import derive_seed
+from modelsafe.utils import derive_seed, eval_mode, model_device
 
 AttackFactory = Callable[[nn.Module], TransferAttack]
 LABEL_MODES = ("predicted", "true")
@@ -98,28 +97,9 @@ def _white_box(surrogate: nn.Module, target: nn.Module) -> bool:
     return id(_unwrap(target)) in inner
 
 
-@contextlib.contextmanager
-def _eval(models: Sequence[nn.Module]) -> Iterator[None]:
-    modes = [(m, m.training) for model in models for m in model.modules()]
-    for model in models:
-        model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.train(training)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    ref = next(iter(model.parameters()), None)
-    if ref is None:
-        ref = next(iter(model.buffers()), None)
-    return ref.device if ref is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x.to(_device_of(model))).argmax(1).cpu()
+    return model(x.to(model_device(model))).argmax(1).cpu()
 
 
 def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrogates: Mapping[str, nn.Module],
@@ -148,11 +128,43 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             raise ModelsafeError("data must be a TensorData or an (images, labels) pair of tensors")
         data = TensorData(*data)
-    y_all = data.y
-    n = int(y_all.shape[0])
-    if n == 0:
+    if int(data.y.shape[0]) == 0:
         raise ModelsafeError("transfer_matrix got no images")
     targeted = target_classes is not None
+    factories = _factories(attacks, eps, steps, quantize, chunk_size, targeted, device)
+    built = {(a, s): factories[a](model) for a in factories for s, model in surrogates.items()}
+    tally = _Tally(built, surrogates, targets)
+    all_models = list({id(m): m for m in [*surrogates.values(), *targets.values()]}.values())
+    n = int(data.y.shape[0])
+    batches = range(0, n, batch_size)
+    bar = tqdm(total=len(batches) * len(built), desc="transfer matrix", unit="attack-batch", disable=not progress)
+    with eval_mode(*all_models), bar:
+        for bi, start in enumerate(batches):
+            idx = torch.arange(start, min(start + batch_size, n))
+            x = check_images(data.features(idx))
+            y = check_labels(data.y[idx], len(idx))
+            goal = target_classes(y).long().cpu() if targeted else None
+            tally.clean(x, y)
+            for (a, s), attack in built.items():
+                bar.set_postfix_str(f"{a} on {s}")
+                attack_labels = goal if targeted else (y if labels == "true" else None)
+                t0 = time.perf_counter()
+                adv = attack(x, attack_labels, seed=derive_seed(seed, a, s, bi))
+                if adv.is_cuda:
+                    torch.cuda.synchronize(adv.device)
+                tally.attacked((a, s), x, y, goal, adv, time.perf_counter() - t0, keep=examples if bi == 0 else 0)
+                bar.update(1)
+    cells, rows = tally.results(n)
+    settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,
+                "labels": labels, "targeted": targeted, "seed": seed, "n_images": n,
+                "attacks": list(factories), "surrogates": list(surrogates), "targets": list(targets)}
+    return TransferMatrix(cells, rows, {k: v / n for k, v in tally.clean_correct.items()}, settings, tally.kept)
+
+
+def _factories(attacks: Sequence[str] | Mapping[str, AttackFactory], eps: float, steps: int | None, quantize: bool,
+               chunk_size: int | None, targeted: bool, device) -> dict[str, AttackFactory]:
+    """name -> ``factory(surrogate) -> attack``: the given mapping, or presets built with the shared settings
+    (single-step presets keep one step)."""
     if isinstance(attacks, Mapping):
         factories = dict(attacks)
     else:
@@ -163,76 +175,73 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
         factories = {name: preset(name) for name in attacks}
     if not factories:
         raise ModelsafeError("transfer_matrix needs at least one attack")
-    built = {(a, s): factories[a](model) for a in factories for s, model in surrogates.items()}
+    return factories
 
-    counts = {key: {"success": 0, "correct": 0, "success_on_correct": 0}
-              for key in ((a, s, t) for a in factories for s in surrogates for t in targets)}
-    per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0}
-                  for key in built}
-    clean_correct = {name: 0 for name in [*targets, *surrogates]}
-    kept: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
-    all_models = list({id(m): m for m in [*surrogates.values(), *targets.values()]}.values())
-    batches = range(0, n, batch_size)
-    bar = tqdm(total=len(batches) * len(built), desc="transfer matrix", unit="attack-batch", disable=not progress)
-    with _eval(all_models), bar:
-        for bi, start in enumerate(batches):
-            idx = torch.arange(start, min(start + batch_size, n))
-            x = check_images(data.features(idx))
-            y = check_labels(y_all[idx], len(idx))
-            goal = target_classes(y).long().cpu() if targeted else None
-            clean = {name: _predict(m, x) for name, m in {**targets, **surrogates}.items()}
-            for name in clean_correct:
-                clean_correct[name] += int((clean[name] == y).sum())
-            for (a, s), attack in built.items():
-                bar.set_postfix_str(f"{a} on {s}")
-                attack_labels = goal if targeted else (y if labels == "true" else None)
-                t0 = time.perf_counter()
-                adv = attack(x, attack_labels, seed=derive_seed(seed, a, s, bi))
-                if adv.is_cuda:
-                    torch.cuda.synchronize(adv.device)
-                stats = per_attack[(a, s)]
-                stats["seconds"] += time.perf_counter() - t0
-                delta = (adv - x).flatten(1).double()
-                stats["linf"] += float(delta.abs().amax(1).sum())
-                stats["l2"] += float(delta.norm(dim=1).sum())
-                own = _predict(surrogates[s], adv)
-                own_hit = (own == goal) if targeted else (own != y)
-                stats["white_box"] += int(own_hit.sum())
-                stats["white_box_correct"] += int((own_hit & (clean[s] == y)).sum())
-                if bi == 0 and examples:
-                    kept[(a, s)] = (x[:examples].cpu(), adv[:examples].cpu())
-                for t, model in targets.items():
-                    pred = _predict(model, adv)
-                    hit = (pred == goal) if targeted else (pred != y)
-                    ok = clean[t] == y
-                    c = counts[(a, s, t)]
-                    c["success"] += int(hit.sum())
-                    c["correct"] += int(ok.sum())
-                    c["success_on_correct"] += int((hit & ok).sum())
-                bar.update(1)
 
-    cells, rows = [], []
-    for (a, s), attack in built.items():
-        bb, bb_correct = [], []
-        for t in targets:
-            c = counts[(a, s, t)]
-            wb = _white_box(surrogates[s], targets[t])
-            on_correct = c["success_on_correct"] / c["correct"] if c["correct"] else None
-            cells.append({"attack": a, "surrogate": s, "target": t, "white_box": wb, "success": c["success"] / n,
-                          "success_on_correct": on_correct, "n": n, "n_correct": c["correct"]})
-            if not wb:
-                bb.append(c["success"] / n)
-                if on_correct is not None:
-                    bb_correct.append(on_correct)
-        st = per_attack[(a, s)]
-        correct = clean_correct[s]
-        rows.append({"attack": a, "surrogate": s, "white_box_success": st["white_box"] / n,
-                     "white_box_success_on_correct": st["white_box_correct"] / correct if correct else None,
-                     "black_box_mean": sum(bb) / len(bb) if bb else None,
-                     "black_box_mean_on_correct": sum(bb_correct) / len(bb_correct) if bb_correct else None,
-                     "mean_linf": st["linf"] / n, "mean_l2": st["l2"] / n, "seconds": st["seconds"],
-                     "seconds_per_100": 100 * st["seconds"] / n, "spec": attack.spec.describe()})
-    settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,
-                "labels": labels, "targeted": targeted, "seed": seed, "n_images": n,
-                "attacks": list(factories), "surrogates": list(surrogates), "targets": list(targets)}
-    return TransferMatrix(cells, rows, {k: v / n for k, v in clean_correct.items()}, settings, kept)
+class _Tally:
+    """Counts of one transfer matrix as batches go by: clean accuracy per model, per (attack, surrogate)
+    white-box success, perturbation norms and seconds, per (attack, surrogate, target) success."""
+
+    def __init__(self, built: dict, surrogates: Mapping[str, nn.Module], targets: Mapping[str, nn.Module]):
+        self.built, self.surrogates, self.targets = built, surrogates, targets
+        self.counts = {(a, s, t): {"success": 0, "correct": 0, "success_on_correct": 0}
+                       for (a, s) in built for t in targets}
+        self.per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0}
+                           for key in built}
+        self.clean_correct = {name: 0 for name in [*targets, *surrogates]}
+        self.kept: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._clean: dict[str, torch.Tensor] = {}
+
+    def clean(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._clean = {name: _predict(m, x) for name, m in {**self.targets, **self.surrogates}.items()}
+        for name in self.clean_correct:
+            self.clean_correct[name] += int((self._clean[name] == y).sum())
+
+    def attacked(self, key: tuple[str, str], x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None,
+                 adv: torch.Tensor, seconds: float, keep: int) -> None:
+        a, s = key
+        stats = self.per_attack[key]
+        stats["seconds"] += seconds
+        delta = (adv - x).flatten(1).double()
+        stats["linf"] += float(delta.abs().amax(1).sum())
+        stats["l2"] += float(delta.norm(dim=1).sum())
+        own = _predict(self.surrogates[s], adv)
+        own_hit = (own == goal) if goal is not None else (own != y)
+        stats["white_box"] += int(own_hit.sum())
+        stats["white_box_correct"] += int((own_hit & (self._clean[s] == y)).sum())
+        if keep:
+            self.kept[key] = (x[:keep].cpu(), adv[:keep].cpu())
+        for t, model in self.targets.items():
+            pred = _predict(model, adv)
+            hit = (pred == goal) if goal is not None else (pred != y)
+            ok = self._clean[t] == y
+            c = self.counts[(a, s, t)]
+            c["success"] += int(hit.sum())
+            c["correct"] += int(ok.sum())
+            c["success_on_correct"] += int((hit & ok).sum())
+
+    def results(self, n: int) -> tuple[list[dict], list[dict]]:
+        """(cells: one per attack, surrogate, target; rows: one per attack and surrogate) over ``n`` images."""
+        cells, rows = [], []
+        for (a, s), attack in self.built.items():
+            bb, bb_correct = [], []
+            for t in self.targets:
+                c = self.counts[(a, s, t)]
+                wb = _white_box(self.surrogates[s], self.targets[t])
+                on_correct = c["success_on_correct"] / c["correct"] if c["correct"] else None
+                cells.append({"attack": a, "surrogate": s, "target": t, "white_box": wb,
+                              "success": c["success"] / n, "success_on_correct": on_correct, "n": n,
+                              "n_correct": c["correct"]})
+                if not wb:
+                    bb.append(c["success"] / n)
+                    if on_correct is not None:
+                        bb_correct.append(on_correct)
+            st = self.per_attack[(a, s)]
+            correct = self.clean_correct[s]
+            rows.append({"attack": a, "surrogate": s, "white_box_success": st["white_box"] / n,
+                         "white_box_success_on_correct": st["white_box_correct"] / correct if correct else None,
+                         "black_box_mean": sum(bb) / len(bb) if bb else None,
+                         "black_box_mean_on_correct": sum(bb_correct) / len(bb_correct) if bb_correct else None,
+                         "mean_linf": st["linf"] / n, "mean_l2": st["l2"] / n, "seconds": st["seconds"],
+                         "seconds_per_100": 100 * st["seconds"] / n, "spec": attack.spec.describe()})
+        return cells, rows

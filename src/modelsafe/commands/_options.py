@@ -1,14 +1,22 @@
-"""Options shared by every command, including ``--config``: a YAML file whose keys are option names
-(``batch_size`` or ``batch-size``). Values given on the command line win over the file."""
+"""Options shared by the commands, each declared once (single options and :class:`OptionGroup` s), and
+``--config``: a YAML file whose keys are option names (``batch_size`` or ``batch-size``). Values given on the
+command line win over the file."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
+
+from modelsafe.data.split import get_recipe
+from modelsafe.training import TrainConfig
 
 
 def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
@@ -94,3 +102,90 @@ def parse_method_options(items: list[str] | None) -> dict:
                 raise typer.BadParameter(f"--option {key}: {part!r} is given both as a value and as a group")
         node[leaf] = value
     return out
+
+
+# --------------------------------------------------------------------------- option groups
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands share, declared once. ``options`` maps each option's parameter name to its
+    annotated type and default; :func:`with_groups` appends them to a command's signature. With ``build``, the
+    command receives ``build(**values)`` under the parameter ``key`` instead of the single values."""
+
+    options: dict[str, tuple[Any, Any]]
+    key: str | None = None
+    build: Callable[..., Any] | None = None
+
+    def defaults(self, **overrides: Any) -> OptionGroup:
+        """The same group with other defaults for some options (per command)."""
+        unknown = set(overrides) - set(self.options)
+        if unknown:
+            raise ValueError(f"no such options in the group: {sorted(unknown)}")
+        options = {n: (kind, overrides.get(n, default)) for n, (kind, default) in self.options.items()}
+        return replace(self, options=options)
+
+
+def with_groups(*groups: OptionGroup) -> Callable[[Callable], Callable]:
+    """Add the options of ``groups`` to a command (after its own); built groups reach it as one value. The
+    command's own parameters of the same names only say what it reads: the groups' declarations win."""
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn, eval_str=True)
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                 for g in groups for name, (kind, default) in g.options.items()]
+        # the command may name a group's options (or its built value) in its own signature, to read them
+        taken = {g.key for g in groups if g.key} | {p.name for p in added}
+        own = [p for p in signature.parameters.values() if p.name not in taken]
+
+        @functools.wraps(fn)
+        def command(**values: Any) -> Any:
+            for group in groups:
+                if group.build is not None:
+                    values[group.key] = group.build(**{n: values.pop(n) for n in group.options})
+            return fn(**values)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+        command.__signature__ = signature.replace(parameters=params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+def _train_config(**values: Any) -> TrainConfig:
+    return TrainConfig(**values).validate()
+
+
+TRAINING = OptionGroup({
+    "epochs": (Annotated[int, typer.Option(help="Training epochs.")], TrainConfig.epochs),
+    "batch_size": (Annotated[int, typer.Option(help="Mini-batch size.")], TrainConfig.batch_size),
+    "lr": (Annotated[float, typer.Option(help="Base learning rate.")], TrainConfig.lr),
+    "optimizer": (Annotated[str, typer.Option(help="sgd, adam or adamw.")], TrainConfig.optimizer),
+    "momentum": (Annotated[float, typer.Option(help="SGD momentum.")], TrainConfig.momentum),
+    "weight_decay": (Annotated[float, typer.Option(help="L2 weight decay.")], TrainConfig.weight_decay),
+    "schedule": (Annotated[str, typer.Option(help="LR schedule: cosine, multistep or constant.")],
+                 TrainConfig.schedule),
+    "augment": (Annotated[str, typer.Option(help="none, flip or crop-flip.")], TrainConfig.augment),
+}, key="train", build=_train_config)
+
+SPLIT = OptionGroup({
+    "split": (Annotated[str, typer.Option(help="Membership split recipe: safecompress (all train samples are "
+                                               "members) or small (2,500 members).")], "safecompress"),
+    "members": (Annotated[int | None, typer.Option(help="Override the recipe's member count.")], None),
+    "validation": (Annotated[int | None, typer.Option(help="Override the recipe's validation size.")], None),
+}, key="split_spec", build=lambda split, members, validation: get_recipe(split, members=members,
+                                                                          validation=validation))
+
+TARGET = OptionGroup({
+    "dataset": (Annotated[str, typer.Option(help="Dataset name (see `modelsafe datasets`).")], "fashion-mnist"),
+    "model": (Annotated[str, typer.Option(help="Model name: cnn, mlp, vgg11, vgg16, vgg-c, resnet18, text, "
+                                               "timm:<arch>, torchvision:<arch>.")], "cnn"),
+    "width": (Annotated[float, typer.Option(help="Width multiplier of the model.")], 1.0),
+})
+
+RUNTIME = OptionGroup({
+    "device": (DeviceOpt, "auto"),
+    "progress": (ProgressOpt, True),
+    "config": (ConfigOpt, None),
+})
+
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace a run folder that holds a different run.")]

@@ -1,4 +1,5 @@
-"""``modelsafe compare``: many compression methods on one membership split per seed, each audited afresh."""
+"""``modelsafe compare``: many compression methods on one membership split per seed, each audited afresh
+(:func:`modelsafe.workflows.compare_run`)."""
 
 from __future__ import annotations
 
@@ -6,59 +7,38 @@ from typing import Annotated
 
 import typer
 
-from modelsafe.commands._options import (
-    ConfigOpt,
-    DataRootOpt,
-    DatasetOptionOpt,
-    DeviceOpt,
-    MethodOptionOpt,
-    ProgressOpt,
-    parse_key_values,
-    parse_method_options,
-)
-
-COMPARE_FILES = ("results.json", "results.csv", "table.md", "tradeoff.png")
+from modelsafe.commands import _options as opt
+from modelsafe.data import SplitSpec
+from modelsafe.training import TrainConfig
 
 
+@opt.with_groups(opt.TARGET.defaults(model="mlp", width=4.0), opt.TRAINING.defaults(epochs=40, batch_size=64),
+             opt.SPLIT.defaults(split="small"), opt.RUNTIME)
 def compare(
+    train: TrainConfig, split_spec: SplitSpec, dataset: str, model: str, width: float,
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `modelsafe compress --help`).")] =
     "dense,rigl,bmia-safecompress,mmia-safecompress,advreg-sparse,dp-sgd-sparse",
-    dataset: Annotated[str, typer.Option(help="Dataset name.")] = "fashion-mnist",
-    model: Annotated[str, typer.Option(help="Model name.")] = "mlp",
-    width: Annotated[float, typer.Option(help="Width multiplier of the model.")] = 4.0,
     density: Annotated[float, typer.Option(help="Fraction of conv/linear weights kept, in (0, 1].")] = 0.05,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; mean ± std is reported over them.")] = "0,1,2",
-    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 40,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.05,
     update_interval: Annotated[int, typer.Option(help="Optimizer steps between mask updates.")] = 100,
-    split: Annotated[str, typer.Option(help="Membership split recipe: small (2,500 members) or safecompress.")]
-    = "small",
-    members: Annotated[int | None, typer.Option(help="Override the recipe's member count.")] = None,
-    option: MethodOptionOpt = None,
+    option: opt.MethodOptionOpt = None,
     audit: Annotated[str, typer.Option(help="Comma-separated final-audit attacks.")] = "blackbox-nn,whitebox",
     audit_epochs: Annotated[int | None, typer.Option(help="Epochs of the learned audit attackers (blackbox-nn, "
                                                          "whitebox; default: their own, 100).")] = None,
     audit_repeats: Annotated[int, typer.Option(help="Learned audit attackers fitted per run with different seeds; "
                                                     "their figures are averaged.")] = 1,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/compare",
-    device: DeviceOpt = "auto",
-    data_root: DataRootOpt = None,
-    dataset_option: DatasetOptionOpt = None,
-    progress: ProgressOpt = True,
-    config: ConfigOpt = None,
+    data_root: opt.DataRootOpt = None,
+    dataset_option: opt.DatasetOptionOpt = None,
+    device: str = "auto", progress: bool = True, config: None = None,
 ) -> None:
     """Compress with every method on the same split, audit each result with fresh membership-inference attacks
     on held-out data, and write table.md, results.csv/json and tradeoff.png (mean ± std over seeds)."""
-    del config
     from modelsafe._checks import check_seeds
     from modelsafe.compress import CompressOptions
-    from modelsafe.compress.compare import compare as run_compare
-    from modelsafe.compress.compare import format_table
-    from modelsafe.compress.methods import check_extras, check_method
-    from modelsafe.data import get_recipe, load_dataset
-    from modelsafe.report.folder import OwnedFolder
-    from modelsafe.training import TrainConfig
+    from modelsafe.compress.methods import check_extras
+    from modelsafe.report.compare import format_table
+    from modelsafe.workflows import compare_run
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -66,19 +46,13 @@ def compare(
         raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     check_seeds("--seeds", seed_list)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    recipe = get_recipe(split, members=members)
-    options = CompressOptions(density=density, update_interval=update_interval, extra=parse_method_options(option),
-                              train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)).validate()
-    for name in method_list:
-        check_method(name, options)
-    check_extras(method_list, options)
+    options = CompressOptions(density=density, update_interval=update_interval, extra=opt.parse_method_options(option),
+                              train=train).validate()
+    check_extras(method_list, options)  # a mistyped --option that no method reads
     audit_names, attack_options = _audit_settings(audit, audit_epochs, audit_repeats)
-    data = load_dataset(dataset, root=data_root, **parse_key_values(dataset_option))
-    entries = [*COMPARE_FILES, *method_list, *(f"split-seed{s}.json" for s in seed_list)]
-    with OwnedFolder(out, "compare", entries).claim():
-        result = run_compare(method_list, data, model, options=options, split=recipe, seeds=seed_list, width=width,
-                             out=out, device=device, audit_attacks=audit_names, attack_options=attack_options,
-                             progress=progress)
+    result = compare_run(method_list, dataset, model, options=options, split=split_spec, seeds=seed_list, width=width,
+                         out=out, device=device, audit_attacks=audit_names, attack_options=attack_options,
+                         data_root=data_root, dataset_options=opt.parse_key_values(dataset_option), progress=progress)
     typer.echo(format_table(result["summary"]))
     typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")
 

@@ -45,7 +45,7 @@ from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.sparse import DynamicSparsity, SparsityCallback, count_flops
 from modelsafe.sparse.distribution import DISTRIBUTIONS
 from modelsafe.training import TrainConfig, fit
-from modelsafe.utils import derive_seed, resolve_device
+from modelsafe.utils import derive_seed, model_device, resolve_device
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def compress(method: str, model: nn.Module, train_data: TensorData, options: Com
     start = time.perf_counter()
     model, info = entry.fn(model, train_data, options, seed=seed, device=resolve_device(device),
                            run_dir=None if run_dir is None else Path(run_dir), progress=progress, **extra)
-    example = train_data.features(slice(0, 1)).to(next(model.parameters()).device)
+    example = train_data.features(slice(0, 1)).to(model_device(model))
     info = {"method": method, **info, "seconds": time.perf_counter() - start, "flops": count_flops(model, example)}
     info["flops"].pop("layers")
     info["params"] = _nonzero_params(model)

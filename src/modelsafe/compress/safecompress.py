@@ -69,9 +69,9 @@ from modelsafe.compress.selection import Objective, select
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError, UnknownNameError
-from modelsafe.report.io import write_json
 from modelsafe.sparse.engine import Candidate, DynamicSparsity
 from modelsafe.sparse.rules import Strategy
+from modelsafe.storage.io import write_json
 from modelsafe.training import Callback, TrainConfig, TrainState, evaluate, fit
 from modelsafe.utils import derive_seed, make_generator
 

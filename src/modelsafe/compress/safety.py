@@ -32,7 +32,7 @@ from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.privacy.metrics import best_threshold
-from modelsafe.utils import derive_seed, make_generator
+from modelsafe.utils import derive_seed, eval_mode, make_generator, model_device
 
 
 @dataclass
@@ -239,13 +239,10 @@ class LossSafetyTest(MembershipSafetyTest):
 
 @torch.no_grad()
 def _true_label_probability(model: nn.Module, data: TensorData, batch_size: int) -> np.ndarray:
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = []
-    for x, y in data.batches(batch_size, device=device):
-        out.append(torch.softmax(model(x).double(), dim=1).gather(1, y[:, None]).squeeze(1).cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in data.batches(batch_size, device=model_device(model)):
+            out.append(torch.softmax(model(x).double(), dim=1).gather(1, y[:, None]).squeeze(1).cpu())
     return torch.cat(out).numpy()
 
 
@@ -279,7 +276,7 @@ class AdversarialSafetyTest(SafetyTest):
     def score(self, model: nn.Module) -> dict[str, float]:
         from modelsafe.adversarial import create_attack
 
-        device = next(model.parameters()).device
+        device = model_device(model)
         x, y = self.images.to(device), self.labels.to(device)
         with torch.no_grad():
             correct = model.eval()(x).argmax(1) == y

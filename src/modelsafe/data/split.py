@@ -245,13 +245,13 @@ class MembershipSplit:
         return split
 
     def save(self, path: str | os.PathLike) -> Path:
-        from modelsafe.report.io import write_json
+        from modelsafe.storage.io import write_json
 
         return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MembershipSplit:
-        from modelsafe.report.readers import read_json_file
+        from modelsafe.storage.readers import read_json_file
 
         path = Path(path)
         data = read_json_file(path, "split file")

@@ -21,12 +21,10 @@ from modelsafe.privacy.metrics import (
 from modelsafe.privacy.references import FitTrainer, ReferenceModels
 from modelsafe.privacy.registry import create_mia, list_mias, mia_entry
 from modelsafe.privacy.report import MIAReport
-from modelsafe.privacy.report_writer import write_audit_report
 from modelsafe.privacy.rmia import RMIAAttack
 from modelsafe.privacy.shadow import ShadowAttack
 
 __all__ = ["FPR_LEVELS", "BlackBoxNNAttack", "FitTrainer", "LearnedAttack", "LiRAAttack", "MIAReport",
            "MembershipAttack", "MetricAttack", "RMIAAttack", "ReferenceModels", "ShadowAttack", "WhiteBoxAttack",
            "audit", "balanced_accuracy", "best_threshold", "create_mia", "last_weight_names", "list_mias",
-           "mia_entry", "per_sample_grads", "per_sample_grads_loop", "roc_auc", "roc_curve", "tpr_at_fpr",
-           "write_audit_report"]
+           "mia_entry", "per_sample_grads", "per_sample_grads_loop", "roc_auc", "roc_curve", "tpr_at_fpr"]

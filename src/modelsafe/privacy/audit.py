@@ -32,7 +32,7 @@ from modelsafe.privacy.references import (
 )
 from modelsafe.privacy.registry import create_mia
 from modelsafe.privacy.report import MIAReport
-from modelsafe.utils import derive_seed, resolve_device
+from modelsafe.utils import derive_seed, eval_mode, pick_device
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("correctness", "confidence", "entropy", "modified-entropy", "loss", "blackbox-nn",
                                     "whitebox")
@@ -53,31 +53,17 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     ``model_factory(seed)`` with ``trainer`` (default :class:`FitTrainer`) on random ``reference_train_size``
     (default: the target's member count, at most half the population) samples of the population. With
     ``out_dir`` each report's scores are saved there (``scores/``) and reference models cached
-    (``references/``); call :func:`write_audit_report` for the Markdown report."""
+    (``references/``); call :func:`modelsafe.report.write_audit_report` for the Markdown report."""
     check_positive_int("num_reference_models", num_reference_models)
     split.check_dataset(dataset)
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    options = dict(options or {})
+    dev = pick_device(device, model)
     pool = dataset.pool()
     known_m = split.data(dataset, "attack_known_members", pool)
     known_u = split.data(dataset, "attack_reference", pool)
     eval_m = split.data(dataset, "eval_members", pool)
     eval_u = split.data(dataset, "eval_nonmembers", pool)
     sample_ids = np.concatenate([split["eval_members"].numpy(), split["eval_nonmembers"].numpy()])
-
-    built: list[MembershipAttack] = []
-    for spec in attacks:
-        if isinstance(spec, MembershipAttack):
-            built.append(spec)
-        elif isinstance(spec, str):
-            opts = {"seed": derive_seed(seed, "audit", spec), "device": dev, "progress": progress, **options.get(spec, {})}
-            built.append(create_mia(spec, **opts))
-        else:
-            raise ModelsafeError(f"attacks must be names or MembershipAttack objects, got {type(spec).__name__}")
-    unused = set(options) - {s for s in attacks if isinstance(s, str)}
-    if unused:
-        raise ModelsafeError(f"options given for attacks that are not run: {', '.join(sorted(unused))}")
+    built = _build_attacks(attacks, dict(options or {}), seed, dev, progress)
 
     needs_refs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None
                   and a.population is None]
@@ -88,20 +74,41 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
             attack.references = refs
 
     reports: dict[str, MIAReport] = {}
-    for attack in tqdm(built, desc="audit", unit="attack", disable=not progress):
-        if isinstance(attack, LearnedAttack) and attack.select_on == "eval":
-            attack.fit(model, known_m, known_u, eval_members=eval_m, eval_nonmembers=eval_u)
-        else:
-            attack.fit(model, known_m, known_u)
-        report = attack.evaluate(model, eval_m, eval_u, n_bootstrap=n_bootstrap, sample_ids=sample_ids)
-        key, i = report.attack, 2
-        while key in reports:
-            key, i = f"{report.attack} #{i}", i + 1
-        report.attack = key
-        reports[key] = report
-        if out_dir is not None:
-            report.save(Path(out_dir) / "scores")
+    with eval_mode(model):
+        for attack in tqdm(built, desc="audit", unit="attack", disable=not progress):
+            if isinstance(attack, LearnedAttack) and attack.select_on == "eval":
+                attack.fit(model, known_m, known_u, eval_members=eval_m, eval_nonmembers=eval_u)
+            else:
+                attack.fit(model, known_m, known_u)
+            report = attack.evaluate(model, eval_m, eval_u, n_bootstrap=n_bootstrap, sample_ids=sample_ids)
+            key, i = report.attack, 2
+            while key in reports:
+                key, i = f"{report.attack} #{i}", i + 1
+            report.attack = key
+            reports[key] = report
+            if out_dir is not None:
+                report.save(Path(out_dir) / "scores")
     return reports
+
+
+def _build_attacks(attacks: Sequence[str | MembershipAttack], options: dict[str, dict], seed: int,
+                   device: torch.device, progress: bool) -> list[MembershipAttack]:
+    """Attack objects for ``attacks`` (names are created with ``options[name]``); options for an attack that is
+    not run are an error."""
+    built: list[MembershipAttack] = []
+    for spec in attacks:
+        if isinstance(spec, MembershipAttack):
+            built.append(spec)
+        elif isinstance(spec, str):
+            opts = {"seed": derive_seed(seed, "audit", spec), "device": device, "progress": progress,
+                    **options.get(spec, {})}
+            built.append(create_mia(spec, **opts))
+        else:
+            raise ModelsafeError(f"attacks must be names or MembershipAttack objects, got {type(spec).__name__}")
+    unused = set(options) - {s for s in attacks if isinstance(s, str)}
+    if unused:
+        raise ModelsafeError(f"options given for attacks that are not run: {', '.join(sorted(unused))}")
+    return built
 
 
 def _reference_models(dataset: Dataset, split: MembershipSplit, pool, model_factory: ModelFactory | None,

@@ -3,15 +3,14 @@ the checks every attack runs on them before any work starts."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
+from modelsafe.utils import eval_mode, model_device
 
 Samples = TensorData | tuple[torch.Tensor, torch.Tensor]
 
@@ -59,27 +58,13 @@ def check_num_classes(data: TensorData, num_classes: int, name: str) -> None:
                              "(class-count mismatch)")
 
 
-def model_device(model: nn.Module, device: torch.device | None) -> torch.device:
+def target_device(model: nn.Module, device: torch.device | None) -> torch.device:
     """``device`` if given (the model is moved there), else where the model's parameters live."""
     if device is not None:
         model.to(device)
         return device
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    return model_device(model)
 
-
-@contextlib.contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Put ``modules`` in eval mode for the block and restore each submodule's previous mode afterwards."""
-    saved = [[(m, m.training) for m in module.modules()] for module in modules]
-    for module in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for entries in saved:
-            for m, flag in entries:
-                m.training = flag
 
 
 def check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
@@ -98,7 +83,7 @@ def target_logits(target: nn.Module, data: TensorData, name: str, *, batch_size:
                   device: torch.device | None = None) -> torch.Tensor:
     """The target's (N, C) logits on ``data`` (eval mode, float32, on the CPU), checked to be finite and to
     cover every label."""
-    dev = model_device(target, device)
+    dev = target_device(target, device)
     with eval_mode(target):
         chunks = [target(x).float().cpu() for x, _ in data.batches(batch_size, device=dev)]
     logits = check_logits(torch.cat(chunks), name)

@@ -41,8 +41,7 @@ from modelsafe.privacy.inputs import (
     as_samples,
     check_logits,
     check_num_classes,
-    eval_mode,
-    model_device,
+    target_device,
     target_logits,
 )
 from modelsafe.privacy.metrics import auc_from_groups, best_threshold
@@ -57,7 +56,7 @@ from modelsafe.privacy.nets import (
 )
 from modelsafe.privacy.nettrain import Features, bce_step, net_logits, split_features, to_device, train_epochs
 from modelsafe.privacy.signals import plus_minus_one
-from modelsafe.utils import derive_seed, make_generator
+from modelsafe.utils import derive_seed, eval_mode, make_generator
 
 SELECT_ON = ("validation", "eval")
 
@@ -66,16 +65,14 @@ SELECT_ON = ("validation", "eval")
 def frozen(net: nn.Module) -> Iterator[None]:
     """``net`` in eval mode with its parameters excluded from autograd for the block (restored afterwards)."""
     flags = [(p, p.requires_grad) for p in net.parameters()]
-    mode = net.training
-    net.eval()
     for p, _ in flags:
         p.requires_grad_(False)
     try:
-        yield
+        with eval_mode(net):
+            yield
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-        net.train(mode)
 
 
 class LearnedAttack(MembershipAttack):
@@ -176,7 +173,7 @@ class LearnedAttack(MembershipAttack):
 
     def _cached_features(self, target: nn.Module, data: TensorData, what: str) -> Features:
         """Features of every sample of ``data`` (no gradient), on the CPU."""
-        dev = model_device(target, self.device)
+        dev = target_device(target, self.device)
         num_classes = target_logits(target, data.subset([0]), what, device=dev).shape[1]
         check_num_classes(data, num_classes, what)
         self._check_classes(num_classes)
@@ -195,7 +192,7 @@ class LearnedAttack(MembershipAttack):
         """A fresh, untrained attack network and Adam optimizer for a target with ``num_classes`` outputs, on
         the target's device (or ``device``). Decision threshold: membership probability 0.5."""
         check_positive_int("num_classes", num_classes)
-        self.device_ = model_device(target, self.device)
+        self.device_ = target_device(target, self.device)
         self._gen = make_generator(derive_seed(self.seed, self.name, "train"))
         self.net = materialise(self._new_net(target, num_classes), type(self).init, self._gen, self.device_)
         self.optimizer_ = torch.optim.Adam(self.net.parameters(), lr=self.lr)

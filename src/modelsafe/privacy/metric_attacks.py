@@ -18,7 +18,7 @@ from torch import nn
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy import signals
 from modelsafe.privacy.base import MembershipAttack
-from modelsafe.privacy.inputs import model_device, target_logits
+from modelsafe.privacy.inputs import target_device, target_logits
 from modelsafe.privacy.metrics import best_threshold
 
 Signal = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -52,7 +52,7 @@ class MetricAttack(MembershipAttack):
 
     def _signal(self, target: nn.Module, data, what: str) -> tuple[np.ndarray, np.ndarray]:
         logits = target_logits(target, data, what, batch_size=self.inference_batch_size,
-                               device=model_device(target, self.device))
+                               device=target_device(target, self.device))
         self._check_classes(logits.shape[1])
         self.num_classes_ = logits.shape[1]
         return SIGNALS[self.name][0](logits, data.y).numpy(), data.y.numpy()

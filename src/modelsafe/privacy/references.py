@@ -18,14 +18,14 @@ from tqdm.auto import tqdm
 from modelsafe._checks import check_positive_int
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
-from modelsafe.privacy.inputs import Samples, as_samples, model_device, target_logits
-from modelsafe.report.io import load_weights, save_weights, write_json
+from modelsafe.privacy.inputs import Samples, as_samples, target_device, target_logits
+from modelsafe.storage.io import load_weights, save_weights, write_json
 from modelsafe.training import TrainConfig, fit
 from modelsafe.utils import derive_seed, make_generator
 
 ModelFactory = Callable[[int], nn.Module]
 """``factory(seed)`` returns a freshly initialised model of the target's architecture (deterministic in seed),
-e.g. ``lambda s: modelsafe.targets.init_model("cnn", dataset, 1.0, s)``."""
+e.g. ``lambda s: modelsafe.workflows.init_model("cnn", dataset, 1.0, s)``."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class UsesReferenceModels:
 
     def target_and_reference_logits(self, target: nn.Module, data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of the target (N, C) and of each reference model (k, N, C) on ``data``."""
-        dev = model_device(target, self.device)
+        dev = target_device(target, self.device)
         logits = target_logits(target, data, what, batch_size=self.inference_batch_size, device=dev)
         self._check_classes(logits.shape[1])
         self.num_classes_ = logits.shape[1]

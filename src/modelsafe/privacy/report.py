@@ -21,7 +21,7 @@ from modelsafe.privacy.metrics import (
     roc_curve,
     tpr_from_groups,
 )
-from modelsafe.report.io import atomic_write, read_json, write_json
+from modelsafe.storage.io import atomic_write, read_json, write_json
 
 
 @dataclass

@@ -17,13 +17,13 @@ from torch import nn
 
 from modelsafe._checks import check_choice, check_fraction, check_positive, check_positive_int
 from modelsafe.privacy.base import MembershipAttack
-from modelsafe.privacy.inputs import model_device, target_logits
+from modelsafe.privacy.inputs import target_device, target_logits
 from modelsafe.privacy.metrics import auc_from_groups, best_threshold
 from modelsafe.privacy.nets import NasrAttackNet, PerClassAttackNet, materialise, nasr_init
 from modelsafe.privacy.nettrain import Features, cat, net_logits, split_features, to_device, train_epochs
 from modelsafe.privacy.references import ModelFactory, ReferenceModels, Trainer, UsesReferenceModels
 from modelsafe.privacy.signals import plus_minus_one
-from modelsafe.utils import derive_seed, make_generator
+from modelsafe.utils import derive_seed, make_generator, model_device
 
 
 class ShadowAttack(UsesReferenceModels, MembershipAttack):
@@ -52,7 +52,7 @@ class ShadowAttack(UsesReferenceModels, MembershipAttack):
 
     def _features(self, model: nn.Module, data, what: str) -> Features:
         logits = target_logits(model, data, what, batch_size=self.inference_batch_size,
-                               device=model_device(model, self.device))
+                               device=target_device(model, self.device))
         return torch.softmax(logits, dim=1), plus_minus_one(data.y, logits.shape[1])
 
     def _fit(self, target: nn.Module, members, nonmembers) -> None:
@@ -70,7 +70,7 @@ class ShadowAttack(UsesReferenceModels, MembershipAttack):
             shadow_in = fi if shadow_in is None else cat(shadow_in, fi)
             shadow_out = fo if shadow_out is None else cat(shadow_out, fo)
         num_classes = shadow_in[0].shape[1]
-        dev = model_device(target, self.device)
+        dev = target_device(target, self.device)
         net = PerClassAttackNet(num_classes) if self.attack_model == "per-class" else NasrAttackNet(num_classes)
         self.net = materialise(net, nasr_init, gen, dev)
         (tm, vm), (tu, vu) = split_features(shadow_in, self.val_fraction, gen), split_features(shadow_out,
@@ -87,4 +87,4 @@ class ShadowAttack(UsesReferenceModels, MembershipAttack):
     def _score(self, target: nn.Module, data) -> np.ndarray:
         feats = self._features(target, data, "data")
         self._check_classes(feats[0].shape[1])
-        return net_logits(self.net, to_device(feats, next(self.net.parameters()).device)).numpy()
+        return net_logits(self.net, to_device(feats, model_device(self.net))).numpy()

@@ -1,16 +1,8 @@
-"""Run folders, atomic result files and tables."""
+"""Reporting: run folders, Markdown tables and the membership-inference audit report. Low-level file writing
+(atomic writes, weights, JSON/CSV) lives in :mod:`modelsafe.storage`."""
 
-from modelsafe.report.io import (
-                                 atomic_write,
-                                 load_weights,
-                                 markdown_table,
-                                 read_json,
-                                 save_weights,
-                                 write_csv,
-                                 write_json,
-                                 write_text,
-)
+from modelsafe.report.audit import write_audit_report
 from modelsafe.report.run import RunFolder
+from modelsafe.report.tables import markdown_table
 
-__all__ = ["RunFolder", "atomic_write", "load_weights", "markdown_table", "read_json", "save_weights", "write_csv",
-           "write_json", "write_text"]
+__all__ = ["RunFolder", "markdown_table", "write_audit_report"]

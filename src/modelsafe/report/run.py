@@ -4,7 +4,7 @@ Layout: ``modelsafe.json`` (the marker: modelsafe wrote this folder, and the lis
 SHA-256 of each weights file), ``split.json`` (the membership split), ``config.json`` (what was asked;
 written after the split, so a folder with a config always has its split), ``checkpoint/`` (resume state,
 written every epoch), ``metrics.json`` (final figures), ``weights.safetensors`` (final weights). While a run
-writes the folder it holds ``.modelsafe.lock``. See :mod:`modelsafe.report.folder` for the ownership rules."""
+writes the folder it holds ``.modelsafe.lock``. See :mod:`modelsafe.storage.folder` for the ownership rules."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import torch
 
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError
-from modelsafe.report.folder import OwnedFolder
-from modelsafe.report.io import load_weights, save_weights, write_json
-from modelsafe.report.manifest import DamagedFileError, verify_digest
-from modelsafe.report.readers import read_json_object, require
+from modelsafe.storage.folder import OwnedFolder
+from modelsafe.storage.io import load_weights, save_weights, write_json
+from modelsafe.storage.manifest import DamagedFileError, verify_digest
+from modelsafe.storage.readers import read_json_object, require
 
 # Options that change how a run executes but not what it computes; they may differ on resume.
 VOLATILE_KEYS = frozenset({"device", "progress", "out", "overwrite", "config", "data_root", "download"})

@@ -33,7 +33,7 @@ from safetensors.torch import save as save_bytes
 from torch import nn
 
 from modelsafe.errors import ModelsafeError
-from modelsafe.report.io import atomic_write
+from modelsafe.storage.io import atomic_write
 
 META_KEY = "modelsafe.sparse"
 FORMAT_VERSION = 1
@@ -159,10 +159,10 @@ def export_sparse(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.
 def load_sparse(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The exact state dict stored by :func:`export_sparse` (a plain safetensors file loads as is); use it
     with ``model.load_state_dict(load_sparse(path))``. A truncated, garbled or inconsistent file raises
-    :class:`~modelsafe.report.manifest.DamagedFileError` naming it."""
+    :class:`~modelsafe.storage.manifest.DamagedFileError` naming it."""
     from safetensors import SafetensorError
 
-    from modelsafe.report.manifest import DamagedFileError
+    from modelsafe.storage.manifest import DamagedFileError
 
     path = Path(path)
     if not path.is_file():

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from modelsafe.sparse.layers import PRUNABLE_TYPES
+from modelsafe.utils import eval_mode, model_device
 
 
 @torch.no_grad()
@@ -28,12 +29,10 @@ def count_flops(model: nn.Module, example: torch.Tensor, masks: Mapping[str, tor
 
     hooks = [m.register_forward_hook(record) for m in model.modules()
              if isinstance(m, PRUNABLE_TYPES) and isinstance(getattr(m, "weight", None), nn.Parameter)]
-    was_training = model.training
-    model.eval()
     try:
-        model(example[:1].to(next(model.parameters()).device))
+        with eval_mode(model):
+            model(example[:1].to(model_device(model)))
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     params = dict(model.named_parameters())

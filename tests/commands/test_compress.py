@@ -70,8 +70,8 @@ def must_not_run(*args, **kwargs):
     (["compress", "--method", "bmia-safecompress", "--option", "safecompress.probe_step=3"], "probe_step"),
 ])
 def test_bad_input_exits_2_before_training(tmp_path, monkeypatch, args, message):
-    monkeypatch.setattr("modelsafe.commands.compress.run_method", must_not_run)
-    monkeypatch.setattr("modelsafe.compress.compare.compress", must_not_run)
+    monkeypatch.setattr("modelsafe.workflows.compress.run_method", must_not_run)
+    monkeypatch.setattr("modelsafe.workflows.compare.compress", must_not_run)
     out = tmp_path / "out"
     res = runner.invoke(app, [*args, "--dataset", "digits", "--out", str(out), "--no-progress", "--device", "cpu"])
     assert res.exit_code == 2, (res.output, res.exception)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from modelsafe.errors import ModelsafeError
-from modelsafe.report.manifest import DamagedFileError
+from modelsafe.storage.manifest import DamagedFileError
 
 _MISSING = object()
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "a JSON object", list: "a list",

@@ -13,7 +13,8 @@ import numpy as np
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.metrics import fpr_key
 from modelsafe.privacy.report import MIAReport, file_stem
-from modelsafe.report.io import atomic_write, markdown_table, write_text
+from modelsafe.report.tables import markdown_table
+from modelsafe.storage.io import atomic_write, write_text
 
 
 def summary_rows(reports: Mapping[str, MIAReport]) -> list[dict]:

@@ -78,7 +78,7 @@ class Manifest:
         return cls(str(data.get("kind")), files)
 
     def save(self, folder: str | os.PathLike) -> None:
-        from modelsafe.report.io import write_text
+        from modelsafe.storage.io import write_text
 
         data = {"format": FORMAT, "version": VERSION, "kind": self.kind, "files": dict(sorted(self.files.items()))}
         write_text(Path(folder) / MARKER, json.dumps(data, indent=2) + "\n")

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from modelsafe.errors import ModelsafeError
-from modelsafe.report.lock import LOCK_NAME, FolderLock
-from modelsafe.report.manifest import MARKER, Manifest, sha256_file
+from modelsafe.storage.lock import LOCK_NAME, FolderLock
+from modelsafe.storage.manifest import MARKER, Manifest, sha256_file
 
 T = TypeVar("T")
-_TMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what report.io.atomic_write leaves when killed
+_TMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what storage.io.atomic_write leaves when killed
 _TMP_DIRS = ("checkpoint.tmp",)
 
 

@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsafe.cli import app
-from modelsafe.commands.attack import check_head
 from modelsafe.data import SplitSpec
 from modelsafe.errors import ModelsafeError
-from modelsafe.targets import train_target
 from modelsafe.training import TrainConfig
+from modelsafe.workflows import train_run
+from modelsafe.workflows.attack import check_head
 
 pytestmark = pytest.mark.vision
 NIPS_HEADER = ["ImageId", "URL", "x1", "y1", "x2", "y2", "TrueLabel", "TargetClass", "OriginalLandingURL", "License",
@@ -73,7 +73,7 @@ def test_attack_command_with_timm_models_on_imagenet_compatible(offline):
 
 def test_attack_command_mixes_run_folders_and_model_specs(offline):
     spec = SplitSpec(members=400, validation=100, nonmember_source="train", reference=50, eval_nonmembers=50)
-    train_target("digits", "cnn", out=offline / "cnn", split=spec, train=TrainConfig(epochs=1), progress=False)
+    train_run("digits", "cnn", out=offline / "cnn", split=spec, train=TrainConfig(epochs=1), progress=False)
     out = offline / "report"
     res = invoke("--surrogate", str(offline / "cnn"), "--target", "timm:mobilenetv3_small_050", "--image-size",
                  "16", "--images", "6", "--out", str(out))

@@ -65,7 +65,7 @@ def write_json(path: str | os.PathLike, data) -> Path:
 
 def read_json(path: str | os.PathLike, what: str = "file"):
     """Parse a JSON file; a missing, empty or invalid one raises a one-line :class:`ModelsafeError`."""
-    from modelsafe.report.readers import read_json_file
+    from modelsafe.storage.readers import read_json_file
 
     return read_json_file(path, what)
 
@@ -92,7 +92,7 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module, strict: bool =
     """Load safetensors weights into ``model`` (no pickle involved); a damaged file or one that does not fit
     the model raises :class:`ModelsafeError`."""
     from modelsafe.errors import ModelsafeError
-    from modelsafe.report.readers import load_safetensors
+    from modelsafe.storage.readers import load_safetensors
 
     path = Path(path)
     state = load_safetensors(path)
@@ -102,17 +102,3 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module, strict: bool =
         detail = " ".join(str(exc).split())
         raise ModelsafeError(f"weights in {path} do not fit the model: {detail[:300]}") from None
     return model
-
-
-def markdown_table(rows: list[Mapping], columns: list[str] | None = None, floatfmt: str = ".4f") -> str:
-    """A GitHub-flavoured Markdown table of ``rows`` (floats formatted with ``floatfmt``)."""
-    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
-
-    def fmt(v) -> str:
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"

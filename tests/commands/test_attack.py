@@ -8,8 +8,8 @@ from modelsafe.cli import app as cli
 from modelsafe.commands.attack import attack, parse_eps
 from modelsafe.data import SplitSpec
 from modelsafe.errors import ModelsafeError
-from modelsafe.targets import train_target
 from modelsafe.training import TrainConfig
+from modelsafe.workflows import train_run
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     spec = SplitSpec(members=400, validation=100, nonmember_source="train", reference=50, eval_nonmembers=50)
     for model in ("cnn", "mlp"):
-        train_target("digits", model, out=root / model, split=spec, train=TrainConfig(epochs=2), progress=False)
+        train_run("digits", model, out=root / model, split=spec, train=TrainConfig(epochs=2), progress=False)
     return root
 
 

@@ -5,13 +5,13 @@ split's members; the result is scored for task accuracy on the test split and au
 fitted on the attacker-known sets and evaluated on the held-out evaluation sets (``eval_members`` /
 ``eval_nonmembers``), which no attacker used during training ever saw. Each run lives in
 ``out/<method>/seed<k>/`` (checkpoints, ``result.json``, exported sparse weights), so an interrupted comparison
-resumes where it stopped. The table (Markdown, CSV, JSON) reports mean ± std over seeds.
+resumes where it stopped. The table (Markdown, CSV, JSON) reports mean ± std over seeds
+(:mod:`modelsafe.report.compare`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import time
@@ -26,31 +26,26 @@ from modelsafe._checks import check_seeds
 from modelsafe.compress.methods import CompressOptions, check_method, compress, get_method
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec
 from modelsafe.errors import ModelsafeError
-from modelsafe.report.io import markdown_table, read_json, write_csv, write_json, write_text
-from modelsafe.targets import init_model
+from modelsafe.report.compare import AUDIT_SHORT, format_table, plot_tradeoff, summarise
+from modelsafe.storage.io import read_json, write_csv, write_json, write_text
 from modelsafe.training import evaluate
 from modelsafe.utils import derive_seed, resolve_device
+from modelsafe.workflows.targets import init_model
 
 AUDIT_ATTACKS = ("blackbox-nn", "whitebox")
-_SHORT = {"blackbox-nn": "bmia", "whitebox": "wmia"}
 
 
-def audit_model(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit, attacks: Sequence[str] = AUDIT_ATTACKS,
-                *, seed: int = 0, device: str | torch.device | None = None, attack_options: dict | None = None,
-                n_bootstrap: int = 200) -> dict[str, dict]:
-    """Fresh attackers fitted on the attacker-known sets, evaluated on the evaluation sets.
+def audit_figures(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit,
+                  attacks: Sequence[str] = AUDIT_ATTACKS, *, seed: int = 0, device: str | torch.device | None = None,
+                  attack_options: dict | None = None, n_bootstrap: int = 200) -> dict[str, dict]:
+    """:func:`modelsafe.privacy.audit` of ``model`` by fresh attackers, as plain figures per attack.
 
     ``attack_options[name]`` go to :func:`~modelsafe.privacy.create_mia`, except ``repeats`` (default 1): the
     number of attackers fitted with different seeds, whose figures are averaged (a learned attacker's result
     varies with its initialisation; the single fits are kept under ``fits``). Each entry records the
     ``options`` it was made with."""
-    from modelsafe.privacy import create_mia
+    from modelsafe.privacy import audit, create_mia
 
-    pool = dataset.pool()
-    known = split.data(dataset, "attack_known_members", pool)
-    reference = split.data(dataset, "attack_reference", pool)
-    members = split.data(dataset, "eval_members", pool)
-    nonmembers = split.data(dataset, "eval_nonmembers", pool)
     out = {}
     for name in attacks:
         options = dict((attack_options or {}).get(name, {}))
@@ -59,8 +54,9 @@ def audit_model(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit
         for r in range(repeats):
             attack_seed = derive_seed(seed, "audit", name) if r == 0 else derive_seed(seed, "audit", name, r)
             attack = create_mia(name, seed=attack_seed, device=device, **options)
-            attack.fit(model, known, reference)
-            report = attack.evaluate(model, members, nonmembers, n_bootstrap=n_bootstrap)
+            reports = audit(model, dataset, split, [attack], n_bootstrap=n_bootstrap, device=device,
+                            progress=False)
+            report = next(iter(reports.values()))
             fits.append({"accuracy": report.accuracy, "advantage": report.advantage, "auc": report.auc,
                          "tpr_at_fpr": {str(k): v for k, v in report.tpr_at_fpr.items()},
                          "seconds": report.seconds})
@@ -91,7 +87,7 @@ def _row(method: str, seed: int, task_accuracy: float, info: dict, export, secon
 
 def _add_audit(row: dict, audit: dict[str, dict]) -> None:
     for name, figures in audit.items():
-        short = _SHORT.get(name, name)
+        short = AUDIT_SHORT.get(name, name)
         row[f"{short}_accuracy"], row[f"{short}_advantage"] = figures["accuracy"], figures["advantage"]
         row[f"{short}_auc"] = figures["auc"]
         row[f"{short}_tpr@0.1%"] = figures["tpr_at_fpr"].get("0.001")
@@ -125,7 +121,7 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
         if missing:
             model = init_model(model_name, dataset, width, seed)
             model.load_state_dict(load_sparse(weights_path))
-            extra = audit_model(model.to(dev).eval(), dataset, split, missing, seed=seed, device=dev,
+            extra = audit_figures(model.to(dev), dataset, split, missing, seed=seed, device=dev,
                                 attack_options=attack_options)
             result["audit"].update(extra)
             _add_audit(result["row"], extra)
@@ -139,7 +135,7 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
                                 progress=progress, dataset=dataset, split=split)
     seconds = time.perf_counter() - start
     export = export_sparse(compressed, weights_path)
-    audit = audit_model(compressed, dataset, split, audit_attacks, seed=seed, device=dev,
+    audit = audit_figures(compressed, dataset, split, audit_attacks, seed=seed, device=dev,
                         attack_options=attack_options)
     row = _row(method, seed, evaluate(compressed, dataset.test, device=dev)["accuracy"], info, export, seconds)
     _add_audit(row, audit)
@@ -170,142 +166,64 @@ def _difference(old: dict, new: dict, prefix: str = "") -> str:
     return "none"
 
 
-def compare(methods: Sequence[str], dataset: Dataset, model_name: str = "cnn", *, options: CompressOptions,
-            split: SplitSpec | str = "small", seeds: Sequence[int] = (0,), width: float = 1.0,
-            out: str | os.PathLike = "runs/compare", device: str | torch.device | None = None,
-            audit_attacks: Sequence[str] = AUDIT_ATTACKS, attack_options: dict | None = None,
-            progress: bool = True) -> dict:
+COMPARE_FILES = ("results.json", "results.csv", "table.md", "tradeoff.png")
+
+
+def compare_run(methods: Sequence[str], dataset: str | Dataset, model_name: str = "cnn", *, options: CompressOptions,
+                split: SplitSpec | str = "small", seeds: Sequence[int] = (0,), width: float = 1.0,
+                out: str | os.PathLike = "runs/compare", device: str | torch.device | None = None,
+                audit_attacks: Sequence[str] = AUDIT_ATTACKS, attack_options: dict | None = None,
+                data_root: str | None = None, dataset_options: dict | None = None, progress: bool = True) -> dict:
     """Run every method for every seed and write ``table.md``, ``results.csv``, ``results.json`` and
-    ``tradeoff.png`` into ``out``. Returns {"rows": per-run rows, "summary": mean/std rows}."""
+    ``tradeoff.png`` into ``out`` (locked while it runs; an interrupted comparison resumes). Every setting is
+    checked before any data is loaded. Returns {"rows": per-run rows, "summary": mean/std rows}."""
+    from modelsafe.data import load_dataset
+    from modelsafe.storage.folder import OwnedFolder
+
+    options = _check_compare(methods, options, seeds, audit_attacks, attack_options)
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, root=data_root,
+                                                                    **(dataset_options or {}))
+    out = Path(out)
+    entries = [*COMPARE_FILES, *methods, *(f"split-seed{s}.json" for s in seeds)]
+    rows = []
+    with OwnedFolder(out, "compare", entries).claim():
+        runs = [(seed, method) for seed in seeds for method in methods]
+        for seed, method in tqdm(runs, desc="compare", unit="run", disable=not progress):
+            split_obj = MembershipSplit.create(data, split, seed=seed)
+            split_obj.save(out / f"split-seed{seed}.json")
+            result = run_one(method, data, split_obj, model_name, options, width=width, seed=seed, device=device,
+                             out=out / method / f"seed{seed}", audit_attacks=audit_attacks,
+                             attack_options=attack_options, progress=progress)
+            rows.append(result["row"])
+        summary = summarise(rows, methods)
+        write_json(out / "results.json", {"rows": rows, "summary": summary, "options": options.to_dict(),
+                                          "model": model_name, "dataset": data.info.name, "seeds": list(seeds)})
+        write_csv(out / "results.csv", rows)
+        write_text(out / "table.md", format_table(summary))
+        plot_tradeoff(summary, out / "tradeoff.png")
+    return {"rows": rows, "summary": summary}
+
+
+def _check_compare(methods: Sequence[str], options: CompressOptions, seeds: Sequence[int],
+                   audit_attacks: Sequence[str], attack_options: dict | None) -> CompressOptions:
+    """Unknown methods, bad method options, seeds, unknown audit attacks, stray attack options and bad repeat
+    counts fail here, before any training; returns the validated options."""
+    from modelsafe.privacy.registry import mia_entry
+
     if not methods:
         raise ModelsafeError("compare needs at least one method")
     options = options.validate()
     for name in methods:
-        check_method(name, options)  # unknown names and bad method options fail here, before any training
+        check_method(name, options)
     if not seeds:
         raise ModelsafeError("compare needs at least one seed")
     check_seeds("seeds", list(seeds))
-    from modelsafe.privacy.registry import mia_entry
-
     for name in audit_attacks:
-        mia_entry(name)  # unknown audit attacks, stray options and bad repeat counts fail here too
+        mia_entry(name)
     stray = sorted(set(attack_options or {}) - set(audit_attacks))
     if stray:
         raise ModelsafeError(f"attack options given for {', '.join(stray)}, which the audit does not run "
                              f"(audit attacks: {', '.join(audit_attacks)})")
     for name, given in (attack_options or {}).items():
         _repeats(name, given.get("repeats", 1))
-    out = Path(out)
-    rows = []
-    runs = [(seed, method) for seed in seeds for method in methods]
-    for seed, method in tqdm(runs, desc="compare", unit="run", disable=not progress):
-        split_obj = MembershipSplit.create(dataset, split, seed=seed)
-        split_obj.save(out / f"split-seed{seed}.json")
-        result = run_one(method, dataset, split_obj, model_name, options, width=width, seed=seed, device=device,
-                         out=out / method / f"seed{seed}", audit_attacks=audit_attacks,
-                         attack_options=attack_options, progress=progress)
-        rows.append(result["row"])
-    summary = summarise(rows, methods)
-    write_json(out / "results.json", {"rows": rows, "summary": summary, "options": options.to_dict(),
-                                      "model": model_name, "dataset": dataset.info.name, "seeds": list(seeds)})
-    write_csv(out / "results.csv", rows)
-    write_text(out / "table.md", format_table(summary))
-    plot_tradeoff(summary, out / "tradeoff.png")
-    return {"rows": rows, "summary": summary}
-
-
-def summarise(rows: Sequence[dict], methods: Sequence[str]) -> list[dict]:
-    """Mean and sample standard deviation over seeds of every numeric column, per method."""
-    summary = []
-    for method in methods:
-        mine = [r for r in rows if r["method"] == method]
-        entry: dict = {"method": method, "seeds": len(mine)}
-        for key in {k for r in mine for k, v in r.items() if isinstance(v, (int, float)) and k != "seed"}:
-            values = [r[key] for r in mine if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-            if values:
-                entry[key] = statistics.fmean(values)
-                entry[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary.append(entry)
-    return summary
-
-
-def paired_difference(rows: Sequence[dict], method: str, baseline: str, key: str,
-                      confidence: float = 0.95) -> dict | None:
-    """``method`` minus ``baseline`` on column ``key``, paired by seed (both runs of a seed share the split,
-    initial weights and masks): per-seed differences, their mean, sample std, a Student-t ``confidence``
-    interval of the mean, and the relative change mean(difference) / mean(baseline) with its interval on the
-    same scale. None when fewer than two seeds have both runs."""
-    from scipy.stats import t as student_t
-
-    mine = {r["seed"]: r.get(key) for r in rows if r["method"] == method}
-    base = {r["seed"]: r.get(key) for r in rows if r["method"] == baseline}
-    seeds = sorted(s for s in mine if s in base and _finite(mine[s]) and _finite(base[s]))
-    if len(seeds) < 2:
-        return None
-    diffs = [mine[s] - base[s] for s in seeds]
-    mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
-    half = float(student_t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std / math.sqrt(len(diffs))
-    ref = statistics.fmean(base[s] for s in seeds)
-    rel = (lambda v: v / ref) if ref > 0 else (lambda v: math.nan)
-    return {"method": method, "baseline": baseline, "key": key, "seeds": seeds, "differences": diffs,
-            "mean": mean, "std": std, "ci": [mean - half, mean + half], "baseline_mean": ref,
-            "relative": rel(mean), "relative_ci": [rel(mean - half), rel(mean + half)],
-            "excludes_zero": bool(mean + half < 0 or mean - half > 0)}
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def format_table(summary: Sequence[dict]) -> str:
-    def cell(entry: dict, key: str) -> str:
-        if key == "method":
-            return entry["method"]
-        if key not in entry:
-            return ""
-        mean, std = entry[key], entry.get(key + "_std", 0.0)
-        if key == "export_bytes":
-            return f"{mean / 1024:.1f} KiB"
-        if key == "seconds":
-            return f"{mean:.0f} s"
-        if key == "epsilon":
-            return f"{mean:.2f}"
-        return f"{mean:.3f} ± {std:.3f}" if entry["seeds"] > 1 else f"{mean:.3f}"
-
-    audits = list(dict.fromkeys(k[:-len("_advantage")] for e in summary for k in e
-                                if k.endswith("_advantage") and not k.endswith("_std")))
-    audits.sort(key=lambda a: (a not in _SHORT.values(), a))  # bmia, wmia first, then the others by name
-    columns = ["method", "task_accuracy", *(f"{a}_{k}" for a in audits for k in ("accuracy", "advantage")),
-               *(f"{a}_auc" for a in audits), *(f"{a}_tpr@0.1%" for a in audits[:1]),
-               "density", "export_bytes", "seconds", "epsilon"]
-    columns = [c for c in columns if c == "method" or any(c in e for e in summary)]
-    return markdown_table([{c: cell(e, c) for c in columns} for e in summary], columns)
-
-
-def plot_tradeoff(summary: Sequence[dict], path: str | os.PathLike) -> None:
-    """Privacy-utility scatter: task accuracy against the black-box attack advantage (or, without a
-    ``blackbox-nn`` audit, the first audit's), ±1 std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from modelsafe.report.io import atomic_write
-
-    keys = [k for e in summary for k in e if k.endswith("_advantage")]
-    audit = "bmia" if "bmia_advantage" in keys else keys[0][:-len("_advantage")] if keys else None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for entry in summary:
-        if audit is None or f"{audit}_advantage" not in entry:
-            continue
-        ax.errorbar(entry[f"{audit}_advantage"], entry["task_accuracy"], xerr=entry.get(f"{audit}_advantage_std", 0),
-                    yerr=entry.get("task_accuracy_std", 0), fmt="o", capsize=3, label=entry["method"])
-    name = {"bmia": "black-box MIA"}.get(audit, f"{audit} MIA")
-    ax.set_xlabel(f"{name} advantage (2·acc − 1), lower is safer")
-    ax.set_ylabel("task accuracy")
-    ax.grid(alpha=0.3)
-    if ax.has_data():
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    return options

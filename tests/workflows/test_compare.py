@@ -13,17 +13,17 @@ import statistics
 import pytest
 import torch
 
+import modelsafe.workflows.compare as compare_module
 from modelsafe.compress import CompressOptions
-from modelsafe.compress import compare as compare_module
-from modelsafe.compress.compare import audit_model as real_audit
-from modelsafe.compress.compare import compare
 from modelsafe.compress.methods import compress as real_compress
 from modelsafe.data import MembershipSplit, SplitSpec
 from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.learned import LearnedAttack
-from modelsafe.report.io import read_json, write_json
+from modelsafe.storage.io import read_json, write_json
 from modelsafe.training import TrainConfig
+from modelsafe.workflows.compare import audit_figures as real_audit
+from modelsafe.workflows.compare import compare_run as compare
 
 from ..conftest import make_blobs
 
@@ -195,7 +195,7 @@ def test_second_call_reuses_result_json(data, compared, tmp_path, monkeypatch):
     out = tmp_path / "again"
     shutil.copytree(source, out)
     monkeypatch.setattr(compare_module, "compress", must_not_run)
-    monkeypatch.setattr(compare_module, "audit_model", must_not_run)
+    monkeypatch.setattr(compare_module, "audit_figures", must_not_run)
     again = run_compare(data, out)
     assert again["rows"] == json.loads(json.dumps(first["rows"]))
     # a missing result.json is the only run redone
@@ -207,7 +207,7 @@ def test_second_call_reuses_result_json(data, compared, tmp_path, monkeypatch):
         return real_compress(method, *args, seed=seed, **kwargs)
 
     monkeypatch.setattr(compare_module, "compress", counting)
-    monkeypatch.setattr(compare_module, "audit_model", real_audit)
+    monkeypatch.setattr(compare_module, "audit_figures", real_audit)
     third = run_compare(data, out)
     assert calls == [("rigl", 1)]
     assert (out / "rigl" / "seed1" / "result.json").is_file()
@@ -230,7 +230,7 @@ def test_an_option_only_other_methods_read_does_not_invalidate_a_run(data, compa
     extra = {**OPTIONS.extra, "safecompress": {**OPTIONS.extra["safecompress"], "minmax_lambda": 0.5}}
     changed = CompressOptions(**{**OPTIONS.to_dict(), "train": OPTIONS.train, "extra": extra})
     monkeypatch.setattr(compare_module, "compress", must_not_run)
-    monkeypatch.setattr(compare_module, "audit_model", must_not_run)
+    monkeypatch.setattr(compare_module, "audit_figures", must_not_run)
     others = ["rigl", "dp-sgd-sparse", "label-smoothing"]
     again = run_compare(data, out, methods=others, options=changed)
     assert again["rows"] == json.loads(json.dumps([r for r in first["rows"] if r["method"] in others]))
@@ -271,7 +271,7 @@ def test_audits_made_with_other_options_are_rerun_and_repeats_are_averaged(data,
         assert bmia[key] == pytest.approx(statistics.fmean(f[key] for f in bmia["fits"]))
     assert again["rows"][0]["bmia_advantage"] == pytest.approx(bmia["advantage"])
     # the same options again: nothing is recomputed
-    monkeypatch.setattr(compare_module, "audit_model", must_not_run)
+    monkeypatch.setattr(compare_module, "audit_figures", must_not_run)
     assert run_compare(data, out, methods=["rigl"], seeds=(0,), attack_options=stronger)["rows"] == again["rows"]
 
 

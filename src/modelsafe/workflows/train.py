@@ -1,29 +1,25 @@
-"""Target models as runs: train one into a run folder (resumable), or load one back from its folder.
-
-The run folder's ``config.json`` records everything needed to rebuild the model and its data: dataset name,
-model name and width, split recipe and sizes, training settings and seed."""
+"""``train_run``: train a target model on the members of a membership split into a resumable run folder."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec, load_dataset
-from modelsafe.models import create_model_for
 from modelsafe.report.run import RunFolder
 from modelsafe.training import TrainConfig, evaluate, fit
 from modelsafe.utils import resolve_device
+from modelsafe.workflows.targets import init_model
 
 
-def train_target(dataset: str | Dataset, model: str, *, out: str | os.PathLike, split: SplitSpec | str = "small",
-                 train: TrainConfig | None = None, width: float = 1.0, seed: int = 0,
-                 device: str | torch.device | None = None, data_root: str | None = None, download: bool = False,
-                 dataset_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+def train_run(dataset: str | Dataset, model: str, *, out: str | os.PathLike, split: SplitSpec | str = "small",
+              train: TrainConfig | None = None, width: float = 1.0, seed: int = 0,
+              device: str | torch.device | None = None, data_root: str | None = None, download: bool = False,
+              dataset_options: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Train ``model`` on the members of a membership split of ``dataset`` and write a run folder at ``out``.
 
     Re-running with the same arguments resumes from the last epoch's checkpoint. Returns the final metrics
@@ -68,30 +64,3 @@ def _train_in(run: RunFolder, net: nn.Module, data: Dataset, split_obj: Membersh
         "seconds_this_session": time.perf_counter() - start,
         "parameters": sum(p.numel() for p in net.parameters()),
     }
-
-
-def init_model(model: str, data: Dataset, width: float, seed: int, **kwargs) -> nn.Module:
-    """A freshly initialised model (extra keyword arguments go to ``create_model_for``). Module constructors draw
-    from the global generator, so it is forked and seeded here: the same seed gives the same weights, and the
-    caller's global RNG state is untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return create_model_for(model, data.info, width=width, **kwargs)
-
-
-def load_target(run_dir: str | os.PathLike, device: str | torch.device | None = None,
-                data_root: str | None = None) -> tuple[nn.Module, Dataset, MembershipSplit, dict]:
-    """Rebuild a trained target from its run folder: (model in eval mode, dataset, split, config)."""
-    run = RunFolder(run_dir)
-    config = run.config()
-    split = run.load_split()
-    data = load_dataset(config["dataset"], root=data_root, **config.get("dataset_options", {}))
-    split.check_dataset(data)
-    net = create_model_for(config["model"], data.info, width=config.get("width", 1.0))
-    run.load_weights(net)
-    net.to(resolve_device(device)).eval()
-    return net, data, split, config
-
-
-def default_run_dir(*parts: str) -> Path:
-    return Path("runs") / "-".join(str(p).replace("/", "_").replace(":", "_") for p in parts)
