@@ -210,13 +210,14 @@ def attack(
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
     transfer.csv, transfer.md and examples.png (clean / adversarial / perturbation)."""
     del config
-    from modelsafe.adversarial import Ensemble, list_attacks, transfer_matrix
+    from modelsafe.adversarial import PRESETS, Ensemble, transfer_matrix
     from modelsafe.data import load_dataset
     from modelsafe.report.folder import OwnedFolder
     from modelsafe.utils import resolve_device
 
     eps_value = parse_eps(eps)
-    names = list_attacks() if attacks.strip() == "all" else [a.strip() for a in attacks.split(",") if a.strip()]
+    names = ([p.name for p in PRESETS.entries()] if attacks.strip() == "all"
+             else [a.strip() for a in attacks.split(",") if a.strip()])
     if not names:
         raise ModelsafeError("--attacks names no attack")
     if images is not None and images < 1:

@@ -31,7 +31,7 @@ SPARSE_FILE = "weights.sparse.safetensors"
 
 
 def compress(
-    method: Annotated[str, typer.Option(help="Compression method: " + ", ".join(m.name for m in list_methods())
+    method: Annotated[str, typer.Option(help="Compression method: " + ", ".join(list_methods())
                                         + ".")] = "rigl",
     dataset: Annotated[str, typer.Option(help="Dataset name (see `modelsafe datasets`).")] = "fashion-mnist",
     model: Annotated[str, typer.Option(help="Model name: cnn, mlp, vgg11, vgg16, resnet18, ...")] = "cnn",
