@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from modelsafe.adversarial import (
+    PRESETS,
     create_attack,
     depth_first_walk,
-    list_attacks,
     rescale_official,
     transfer_matrix,
 )
@@ -187,7 +187,8 @@ def main() -> None:
                   "parameters": sum(q.numel() for q in m.parameters()),
                   "test accuracy": evaluate(m, data.test)["accuracy"]} for n, m in zoo.items()]))
 
-    result = transfer_matrix(list_attacks(), {"cnn": zoo["cnn"]}, zoo, evalset, eps=args.eps, steps=10,
+    in_table_order = [p.name for p in PRESETS.entries()]
+    result = transfer_matrix(in_table_order, {"cnn": zoo["cnn"]}, zoo, evalset, eps=args.eps, steps=10,
                              batch_size=100, quantize=True, labels="predicted", seed=args.seed,
                              progress=args.progress)
     print(f"\n## Transfer success (%), surrogate cnn, eps={args.eps}, T=10, {args.images} test images, "

@@ -401,5 +401,5 @@ def test_custom_rules_plug_in_and_their_contract_is_checked(net, tools):
         with pytest.raises(ModelsafeError, match="must select exactly"):
             engine.propose(["magnitude/test-broken"])
     finally:
-        GROW_RULES.pop("test-first")
-        GROW_RULES.pop("test-broken")
+        GROW_RULES.unregister("test-first")
+        GROW_RULES.unregister("test-broken")

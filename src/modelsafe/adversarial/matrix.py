@@ -169,7 +169,7 @@ def _factories(attacks: Sequence[str] | Mapping[str, AttackFactory], eps: float,
         factories = dict(attacks)
     else:
         def preset(name: str) -> AttackFactory:
-            own_steps = None if name in PRESETS and PRESETS[name].steps == 1 else steps  # fgsm stays one step
+            own_steps = None if name in PRESETS and PRESETS.get(name).steps == 1 else steps  # fgsm stays one step
             return lambda model: create_attack(name, model, eps, own_steps, quantize=quantize,
                                                chunk_size=chunk_size, targeted=targeted, device=device)
         factories = {name: preset(name) for name in attacks}

@@ -19,11 +19,14 @@ from modelsafe.adversarial.attack import AttackSpec, Momentum, TransferAttack
 from modelsafe.adversarial.directions import RescaleStep, SignStep
 from modelsafe.adversarial.estimators import DepthFirstSampling, VarianceTuning
 from modelsafe.adversarial.transforms import InputDiversity, ScaleCopies, TranslationSmoothing
-from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.errors import ModelsafeError
+from modelsafe.registry import Registry
 
 
 @dataclass(frozen=True)
 class Preset:
+    """One named attack: its ``parts`` (fields of :class:`AttackSpec`) and default ``steps``."""
+
     name: str
     summary: str
     parts: dict
@@ -60,7 +63,9 @@ _ROWS = [
            {"update": MI, "direction": FGRM, "estimator": DFS, **CT}),
     Preset("sni-fgrm-ct", "SNI-FGRM + DI + TI + SI", {"update": NI, "direction": FGRM, "estimator": DFS, **CT}),
 ]
-PRESETS: dict[str, Preset] = {p.name: p for p in _ROWS}
+PRESETS: Registry[Preset] = Registry("attack")  # entries() keeps the order of _ROWS (the order of tables)
+for _row in _ROWS:
+    PRESETS.register(_row.name, _row)
 
 # flat override name -> (part, field)
 PART_FIELDS: dict[str, tuple[str, str]] = {
@@ -76,15 +81,17 @@ PART_FIELDS: dict[str, tuple[str, str]] = {
 STEP_KINDS = ("sign", "fgrm")
 
 
-def list_attacks() -> list[str]:
-    """Preset names, in the order of the registry."""
-    return list(PRESETS)
+def list_attacks(pattern: str | None = None) -> list[str]:
+    """Preset names, sorted; those matching the shell-style ``pattern`` (e.g. ``"*-fgrm*"``) when given.
+    ``PRESETS.entries()`` gives the presets in table order."""
+    return PRESETS.names(pattern)
 
 
 def describe_attacks() -> list[dict]:
-    """One row per preset: name, summary and its full spec at eps=16/255 (for docs and ``--help``)."""
+    """One row per preset, in table order: name, summary and its full spec at eps=16/255 (for docs and
+    ``--help``)."""
     return [{"name": p.name, "summary": p.summary, "spec": _spec(p, 16 / 255, None, {}).describe()}
-            for p in _ROWS]
+            for p in PRESETS.entries()]
 
 
 def _spec(preset: Preset, eps: float, steps: int | None, overrides: dict) -> AttackSpec:
@@ -126,7 +133,5 @@ def create_attack(name: str, model: nn.Module, eps: float = 16 / 255, steps: int
 
     ``steps=None`` uses the preset's (10; fgsm: 1); the step size defaults to eps/steps. See the module
     docstring for ``overrides``. Unknown names raise :class:`UnknownNameError`; bad values ModelsafeError."""
-    if name not in PRESETS:
-        raise UnknownNameError("attack", name, list(PRESETS))
-    spec = _spec(PRESETS[name], eps, steps, dict(overrides))
+    spec = _spec(PRESETS.get(name), eps, steps, dict(overrides))
     return TransferAttack(model, spec, name=name, seed=seed, device=device)

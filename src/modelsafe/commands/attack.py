@@ -75,11 +75,14 @@ def attack(
 ) -> None:
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
     transfer.csv, transfer.md and examples.png (clean / adversarial / perturbation)."""
-    from modelsafe.adversarial import list_attacks
+    from modelsafe.adversarial import PRESETS
     from modelsafe.workflows.attack import AttackRunOptions, attack_run
 
     eps_value = parse_eps(eps)
-    names = list_attacks() if attacks.strip() == "all" else [a.strip() for a in attacks.split(",") if a.strip()]
+    if attacks.strip() == "all":
+        names = [p.name for p in PRESETS.entries()]  # in table order
+    else:
+        names = [a.strip() for a in attacks.split(",") if a.strip()]
     options = AttackRunOptions(attacks=tuple(names), eps=eps_value, eps_text=eps, steps=steps, ensemble=ensemble,
                                memory_saving=memory_saving, images=images, batch_size=batch_size,
                                chunk_size=chunk_size, labels=labels, quantize=quantize, examples=examples,

@@ -18,7 +18,7 @@ from modelsafe.workflows.compress import SPARSE_FILE
 @opt.with_groups(opt.TARGET, opt.TRAINING, opt.SPLIT, opt.RUNTIME)
 def compress(
     train: TrainConfig, split_spec: SplitSpec, dataset: str, model: str, width: float,
-    method: Annotated[str, typer.Option(help="Compression method: " + ", ".join(m.name for m in list_methods())
+    method: Annotated[str, typer.Option(help="Compression method: " + ", ".join(list_methods())
                                         + ".")] = "rigl",
     density: Annotated[float, typer.Option(help="Fraction of conv/linear weights kept, in (0, 1].")] = 0.05,
     distribution: Annotated[str, typer.Option(help="Per-layer densities: erk, er or uniform.")] = "erk",

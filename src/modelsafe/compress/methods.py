@@ -42,6 +42,7 @@ from modelsafe._checks import check_density, check_fraction, check_positive_int
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.registry import Registry
 from modelsafe.sparse import DynamicSparsity, SparsityCallback, count_flops
 from modelsafe.sparse.distribution import DISTRIBUTIONS
 from modelsafe.training import TrainConfig, fit
@@ -110,7 +111,7 @@ class MethodEntry:
     extras: tuple[str, ...] | None = None  # the keys of options.extra that fn reads (None: unknown, all may)
 
 
-_METHODS: dict[str, MethodEntry] = {}
+METHODS: Registry[MethodEntry] = Registry("compression method")
 
 
 def register_method(name: str, description: str, *, needs_split: bool = False,
@@ -120,26 +121,20 @@ def register_method(name: str, description: str, *, needs_split: bool = False,
     (with ``needs_split``, ``fn`` also takes ``dataset`` and ``split`` keywords). ``check(options)``, if given,
     raises :class:`ModelsafeError` on options the method cannot run with. ``extras``: the keys of
     ``options.extra`` the method reads (default: unknown), so that a comparison knows which options can change
-    its result."""
-    if name in _METHODS:
-        raise ModelsafeError(f"compression method {name!r} is already registered")
-
-    def wrap(fn: MethodFn) -> MethodFn:
-        _METHODS[name] = MethodEntry(name, description, fn, needs_split, check,
-                                     None if extras is None else tuple(extras))
-        return fn
-
-    return wrap
+    its result. A name already registered is refused at once."""
+    frozen = None if extras is None else tuple(extras)
+    return METHODS.register(name, wrap=lambda fn: MethodEntry(name, description, fn, needs_split, check, frozen))
 
 
-def list_methods() -> list[MethodEntry]:
-    return [_METHODS[name] for name in sorted(_METHODS)]
+def list_methods(pattern: str | None = None) -> list[str]:
+    """Compression method names, sorted; those matching the shell-style ``pattern`` when given."""
+    return METHODS.names(pattern)
 
 
 def get_method(name: str) -> MethodEntry:
-    if name not in _METHODS:
-        raise UnknownNameError("compression method", name, list(_METHODS))
-    return _METHODS[name]
+    """The entry of method ``name`` (description, function, what it needs); :class:`UnknownNameError` if
+    unknown."""
+    return METHODS.get(name)
 
 
 def check_method(name: str, options: CompressOptions) -> MethodEntry:
@@ -241,32 +236,29 @@ def dense(model, train_data, options, *, seed, device, run_dir, progress) -> Com
     return CompressResult(model, {"history": history, "density": 1.0})
 
 
-@register_method("static", "sparse training with masks fixed at initialisation (ERK by default)", extras=())
-def static(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
-    callback = _dst(options, seed, update_interval=None)
-    history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
-    return CompressResult(model, _finish(callback, history))
+def _dst_method(**rule) -> MethodFn:
+    """A DST baseline: sparse training with the update rule ``rule`` (settings of :func:`_dst`)."""
+
+    def run(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
+        callback = _dst(options, seed, **rule)
+        history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
+        return CompressResult(model, _finish(callback, history))
+
+    return run
 
 
-@register_method("set", "SET: prune by magnitude, regrow at random (Mocanu et al. 2018)", extras=())
-def set_(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
-    callback = _dst(options, seed, prune="magnitude", grow="random")
-    history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
-    return CompressResult(model, _finish(callback, history))
-
-
-@register_method("rigl", "RigL: prune by magnitude, regrow by dense gradient (Evci et al. 2020)", extras=())
-def rigl(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
-    callback = _dst(options, seed, prune="magnitude", grow="gradient")
-    history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
-    return CompressResult(model, _finish(callback, history))
-
-
-@register_method("itop", "RigL-ITOP: RigL with updates to the end of training (Liu et al. 2021)", extras=())
-def itop(model, train_data, options, *, seed, device, run_dir, progress) -> CompressResult:
-    callback = _dst(options, seed, prune="magnitude", grow="gradient", end=1.0)
-    history = _train(model, train_data, options.train, [callback], seed, device, run_dir, progress)
-    return CompressResult(model, _finish(callback, history))
+# the DST baselines differ only in their update rule: one row each
+for _row in (
+    MethodEntry("static", "sparse training with masks fixed at initialisation (ERK by default)",
+                _dst_method(update_interval=None), extras=()),
+    MethodEntry("set", "SET: prune by magnitude, regrow at random (Mocanu et al. 2018)",
+                _dst_method(prune="magnitude", grow="random"), extras=()),
+    MethodEntry("rigl", "RigL: prune by magnitude, regrow by dense gradient (Evci et al. 2020)",
+                _dst_method(prune="magnitude", grow="gradient"), extras=()),
+    MethodEntry("itop", "RigL-ITOP: RigL with updates to the end of training (Liu et al. 2021)",
+                _dst_method(prune="magnitude", grow="gradient", end=1.0), extras=()),
+):
+    METHODS.register(_row.name, _row)
 
 
 @register_method("gmp", "gradual magnitude pruning, cubic schedule (Zhu & Gupta 2017)", extras=())

@@ -30,8 +30,9 @@ from modelsafe._checks import check_fraction, check_positive, check_positive_int
 from modelsafe.compress.resolution import all_risks, check_risk
 from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
-from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.metrics import best_threshold
+from modelsafe.registry import Registry
 from modelsafe.utils import derive_seed, eval_mode, make_generator, model_device
 
 
@@ -292,19 +293,21 @@ class AdversarialSafetyTest(SafetyTest):
         return {"risk": 1.0 - clean * (1.0 - fooled), "success_rate": fooled, "clean_accuracy": clean}
 
 
-SAFETY_TESTS: dict[str, Callable[..., SafetyTest]] = {
-    "bmia": lambda **kw: MIASafetyTest("blackbox-nn", **kw),
-    "wmia": lambda **kw: MIASafetyTest("whitebox", **kw),
-    "loss": LossSafetyTest,
-    "adversarial": AdversarialSafetyTest,
-}
+SAFETY_TESTS: Registry[Callable[..., SafetyTest]] = Registry("safety test")
+SAFETY_TESTS.register("bmia", lambda **kw: MIASafetyTest("blackbox-nn", **kw))
+SAFETY_TESTS.register("wmia", lambda **kw: MIASafetyTest("whitebox", **kw))
+SAFETY_TESTS.register("loss", LossSafetyTest)
+SAFETY_TESTS.register("adversarial", AdversarialSafetyTest)
+
+
+def list_safety_tests(pattern: str | None = None) -> list[str]:
+    """Safety test names, sorted; those matching the shell-style ``pattern`` when given."""
+    return SAFETY_TESTS.names(pattern)
 
 
 def create_safety_test(name: str, **options) -> SafetyTest:
     """A safety test by name: ``bmia``, ``wmia``, ``loss`` or ``adversarial``."""
-    if name not in SAFETY_TESTS:
-        raise UnknownNameError("safety test", name, list(SAFETY_TESTS))
-    return SAFETY_TESTS[name](**options)
+    return SAFETY_TESTS.get(name)(**options)
 
 
 def create_safety_tests(names: Sequence[str], seed: int = 0, **options) -> list[SafetyTest]:

@@ -1,8 +1,8 @@
 """Datasets by name, in-memory samples, and membership splits."""
 
 from modelsafe.data.info import Dataset, DatasetInfo, TensorData
-from modelsafe.data.registry import list_datasets, load_dataset, register_dataset
+from modelsafe.data.registry import dataset_entry, list_datasets, load_dataset, register_dataset
 from modelsafe.data.split import RECIPES, MembershipSplit, SplitSpec, get_recipe
 
-__all__ = ["RECIPES", "Dataset", "DatasetInfo", "MembershipSplit", "SplitSpec", "TensorData", "get_recipe",
-           "list_datasets", "load_dataset", "register_dataset"]
+__all__ = ["RECIPES", "Dataset", "DatasetInfo", "MembershipSplit", "SplitSpec", "TensorData", "dataset_entry",
+           "get_recipe", "list_datasets", "load_dataset", "register_dataset"]

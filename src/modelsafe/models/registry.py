@@ -6,34 +6,55 @@ extra); everything else is built here without torchvision."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from torch import nn
 
 from modelsafe._checks import check_positive, check_positive_int
-from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.errors import ModelsafeError
 from modelsafe.models.text import TextClassifier
 from modelsafe.models.vision import MLP, VGG, VGGC, ResNet18, SmallCNN
+from modelsafe.registry import Registry
 
 if TYPE_CHECKING:
     from modelsafe.data.info import DatasetInfo
 
 Builder = Callable[..., nn.Module]
 
-_IMAGE_MODELS: dict[str, Builder] = {
-    "cnn": SmallCNN,
-    "mlp": MLP,
-    "vgg11": lambda *a, **k: VGG("vgg11", *a, **k),
-    "vgg16": lambda *a, **k: VGG("vgg16", *a, **k),
-    "vgg-c": VGGC,
-    "resnet18": ResNet18,
-}
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One built-in model. Image models are built as ``build(num_classes, in_channels, image_size, width=,
+    mean=, std=, **kwargs)``; ``image_size`` is the default input size (None: flat features) and
+    ``min_image_size`` the smallest one the architecture handles. ``text`` models are built as
+    ``build(num_classes, width=, **kwargs)`` and need ``vocab_size=``."""
+
+    name: str
+    build: Builder
+    image_size: int | None = 32
+    min_image_size: int = 1
+    text: bool = False
+
+
 _EXTERNAL_PREFIXES = ("timm:", "torchvision:")
+MODELS: Registry[ModelEntry] = Registry("model", hints=[f"{p}<name>" for p in _EXTERNAL_PREFIXES])
+for _row in (
+    ModelEntry("cnn", SmallCNN, min_image_size=4),
+    ModelEntry("mlp", MLP, image_size=None),
+    ModelEntry("vgg11", lambda *a, **k: VGG("vgg11", *a, **k)),
+    ModelEntry("vgg16", lambda *a, **k: VGG("vgg16", *a, **k)),
+    ModelEntry("vgg-c", VGGC),
+    ModelEntry("resnet18", ResNet18),
+    ModelEntry("text", TextClassifier, text=True),
+):
+    MODELS.register(_row.name, _row)
 
 
-def list_models() -> list[str]:
-    """Built-in model names (external ``timm:<name>`` / ``torchvision:<name>`` are accepted too)."""
-    return sorted([*_IMAGE_MODELS, "text"])
+def list_models(pattern: str | None = None) -> list[str]:
+    """Built-in model names, sorted (external ``timm:<name>`` / ``torchvision:<name>`` are accepted too);
+    those matching the shell-style ``pattern`` when given."""
+    return MODELS.names(pattern)
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
@@ -52,19 +73,18 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
         from modelsafe.models.adapters import create_external_model
 
         return create_external_model(name, num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
-    if name == "text":
+    entry = MODELS.get(name)
+    if entry.text:
         if "vocab_size" not in kwargs:
-            raise ModelsafeError("model 'text' needs vocab_size= (the dataset's vocabulary size)")
-        return TextClassifier(num_classes, width=width, **kwargs)
-    if name not in _IMAGE_MODELS:
-        raise UnknownNameError("model", name, [*list_models(), "timm:<name>", "torchvision:<name>"])
-    if image_size is None and name != "mlp":
-        image_size = 32
+            raise ModelsafeError(f"model {name!r} needs vocab_size= (the dataset's vocabulary size)")
+        return entry.build(num_classes, width=width, **kwargs)
+    if image_size is None:
+        image_size = entry.image_size
     if image_size is not None:
         check_positive_int("image_size", image_size)
-        if name == "cnn" and image_size < 4:
-            raise ModelsafeError(f"model 'cnn' needs image_size >= 4, got {image_size}")
-    return _IMAGE_MODELS[name](num_classes, in_channels, image_size, width=width, mean=mean, std=std, **kwargs)
+        if image_size < entry.min_image_size:
+            raise ModelsafeError(f"model {name!r} needs image_size >= {entry.min_image_size}, got {image_size}")
+    return entry.build(num_classes, in_channels, image_size, width=width, mean=mean, std=std, **kwargs)
 
 
 def create_model_for(name: str, info: DatasetInfo, width: float = 1.0, **kwargs) -> nn.Module:

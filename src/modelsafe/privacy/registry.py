@@ -1,17 +1,17 @@
-"""Attacks by name: ``create_mia(name, **options)`` and ``list_mias()``."""
+"""Attacks by name: ``create_mia(name, **options)`` and ``list_mias()``, from the rows of :data:`MIAS`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from modelsafe.errors import UnknownNameError
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.learned import BlackBoxNNAttack, WhiteBoxAttack
 from modelsafe.privacy.lira import LiRAAttack
 from modelsafe.privacy.metric_attacks import SIGNALS, MetricAttack
 from modelsafe.privacy.rmia import RMIAAttack
 from modelsafe.privacy.shadow import ShadowAttack
+from modelsafe.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,12 @@ class MIAEntry:
         return self.family in ("shadow", "reference")
 
 
-_REGISTRY: dict[str, MIAEntry] = {}
+MIAS: Registry[MIAEntry] = Registry("membership attack")
 
 
 def register_mia(name: str, family: str, description: str, factory: Callable[..., MembershipAttack]) -> None:
-    _REGISTRY[name] = MIAEntry(name, family, description, factory)
+    """Add ``factory(**options) -> MembershipAttack`` under ``name``; a name already registered is refused."""
+    MIAS.register(name, MIAEntry(name, family, description, factory))
 
 
 for _signal, (_, _text) in SIGNALS.items():
@@ -45,15 +46,14 @@ register_mia("lira", "reference", "offline LiRA with k reference models (fixed o
 register_mia("rmia", "reference", "offline RMIA with k reference models", RMIAAttack)
 
 
-def list_mias() -> list[str]:
-    """Registered attack names, sorted."""
-    return sorted(_REGISTRY)
+def list_mias(pattern: str | None = None) -> list[str]:
+    """Registered attack names, sorted; those matching the shell-style ``pattern`` when given."""
+    return MIAS.names(pattern)
 
 
 def mia_entry(name: str) -> MIAEntry:
-    if name not in _REGISTRY:
-        raise UnknownNameError("membership attack", name, list(_REGISTRY))
-    return _REGISTRY[name]
+    """The row of attack ``name`` (family, description, factory); :class:`UnknownNameError` if unknown."""
+    return MIAS.get(name)
 
 
 def create_mia(name: str, **options) -> MembershipAttack:

@@ -248,7 +248,7 @@ class DynamicSparsity:
         fraction = strategy.drop_fraction if strategy.drop_fraction is not None else self.drop_fraction()
         if fraction is None:
             raise ModelsafeError("static masks have no drop-fraction schedule; give the strategy a drop_fraction")
-        prune, grow = PRUNE_RULES[strategy.prune], GROW_RULES[strategy.grow].fn
+        prune, grow = PRUNE_RULES.get(strategy.prune), GROW_RULES.get(strategy.grow).fn
         candidate = Candidate(strategy, self.step_count, fraction, {}, {})
         for layer in self.masked.layers.values():
             mask = self.masks[layer.name]

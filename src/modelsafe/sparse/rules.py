@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 import torch
 
 from modelsafe._checks import check_fraction
-from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.errors import ModelsafeError
+from modelsafe.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -88,32 +89,24 @@ class GrowEntry:
     needs: frozenset[str]  # signals the rule reads: "grad" and/or "momentum"
 
 
-PRUNE_RULES: dict[str, PruneRule] = {}
-GROW_RULES: dict[str, GrowEntry] = {}
+PRUNE_RULES: Registry[PruneRule] = Registry("prune rule")
+GROW_RULES: Registry[GrowEntry] = Registry("grow rule")
 
 
 def register_prune_rule(name: str) -> Callable[[PruneRule], PruneRule]:
-    """Decorator adding ``fn(layer, k) -> removed`` to the prune registry under ``name``."""
-
-    def wrap(fn: PruneRule) -> PruneRule:
-        PRUNE_RULES[name] = fn
-        return fn
-
-    return wrap
+    """Decorator adding ``fn(layer, k) -> removed`` to the prune registry under ``name`` (a name already
+    registered is refused)."""
+    return PRUNE_RULES.register(name)
 
 
 def register_grow_rule(name: str, needs: tuple[str, ...] = ()) -> Callable[[GrowRule], GrowRule]:
-    """Decorator adding ``fn(layer, candidates, k) -> grown`` to the grow registry. ``needs`` lists the signals
-    it reads (``"grad"``, ``"momentum"``) so the engine captures them."""
+    """Decorator adding ``fn(layer, candidates, k) -> grown`` to the grow registry (a name already registered
+    is refused). ``needs`` lists the signals it reads (``"grad"``, ``"momentum"``) so the engine captures
+    them."""
     unknown = set(needs) - {"grad", "momentum"}
     if unknown:
         raise ModelsafeError(f"unknown grow-rule signal(s) {sorted(unknown)}; valid: 'grad', 'momentum'")
-
-    def wrap(fn: GrowRule) -> GrowRule:
-        GROW_RULES[name] = GrowEntry(fn, frozenset(needs))
-        return fn
-
-    return wrap
+    return GROW_RULES.register(name, wrap=lambda fn: GrowEntry(fn, frozenset(needs)))
 
 
 def pick(scores: torch.Tensor, allowed: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
@@ -197,16 +190,14 @@ class Strategy:
     drop_fraction: float | None = None
 
     def __post_init__(self) -> None:
-        if self.prune not in PRUNE_RULES:
-            raise UnknownNameError("prune rule", self.prune, list(PRUNE_RULES))
-        if self.grow not in GROW_RULES:
-            raise UnknownNameError("grow rule", self.grow, list(GROW_RULES))
+        PRUNE_RULES.get(self.prune)  # unknown rule names fail here
+        GROW_RULES.get(self.grow)
         if self.drop_fraction is not None:
             check_fraction("drop_fraction", self.drop_fraction)
 
     @property
     def needs(self) -> frozenset[str]:
-        return GROW_RULES[self.grow].needs
+        return GROW_RULES.get(self.grow).needs
 
     @classmethod
     def coerce(cls, value: Strategy | tuple | str) -> Strategy:
