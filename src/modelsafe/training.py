@@ -55,7 +55,7 @@ class TrainConfig:
     augment: str = "none"
     label_smoothing: float = 0.0
 
-    def validate(self) -> TrainConfig:
+    def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
         check_positive("lr", self.lr)
@@ -70,8 +70,6 @@ class TrainConfig:
         check_fraction("label_smoothing", self.label_smoothing, closed_high=False)
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ModelsafeError("nesterov=True needs optimizer='sgd' with momentum > 0")
-        return self
-
 
 @dataclass
 class TrainState:
@@ -168,7 +166,7 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
     the state is checkpointed after each epoch and an existing checkpoint there is resumed (it must come from
     the same config). Randomness (shuffling, augmentation) comes from ``seed`` only. The model is left in
     eval mode."""
-    config = replace(config or TrainConfig(), **overrides).validate()
+    config = replace(config or TrainConfig(), **overrides)
     if len(train_data) == 0:
         raise ModelsafeError("train_data is empty")
     dev = resolve_device(device)

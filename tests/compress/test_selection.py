@@ -40,7 +40,7 @@ def test_candidate_spec_parsing():
 ])
 def test_bad_configs(bad, match):
     with pytest.raises(ModelsafeError, match=match):
-        SafeCompressConfig(**bad).validate()
+        SafeCompressConfig(**bad)
 
 
 def test_named_configs():

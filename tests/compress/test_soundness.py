@@ -234,7 +234,7 @@ def test_defence_term_opposes_the_attackers_own_objective(problem):
 ])
 def test_settings_that_cannot_select_are_refused(kw, message):
     with pytest.raises(ModelsafeError, match=message):
-        SafeCompressConfig(**kw).validate()
+        SafeCompressConfig(**kw)
 
 
 def test_probing_leaves_the_live_model_and_optimizer_untouched(problem):

@@ -275,13 +275,17 @@ def test_audits_made_with_other_options_are_rerun_and_repeats_are_averaged(data,
     assert run_compare(data, out, methods=["rigl"], seeds=(0,), attack_options=stronger)["rows"] == again["rows"]
 
 
+@pytest.mark.parametrize("density", [0.0, 1.5])
+def test_bad_options_fail_when_they_are_made(density):
+    with pytest.raises(ModelsafeError, match="density"):
+        CompressOptions(density=density)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"methods": ["rigl", "prune"]}, UnknownNameError,
      r"unknown compression method 'prune'; valid names: .*bmia-safecompress.*dp-sgd-sparse.*rigl"),
     ({"methods": []}, ModelsafeError, "at least one method"),
     ({"seeds": ()}, ModelsafeError, "at least one seed"),
-    ({"options": CompressOptions(density=0.0)}, ModelsafeError, "density"),
-    ({"options": CompressOptions(density=1.5)}, ModelsafeError, "density"),
     ({"audit_attacks": ["blackbox-nn", "xmia"]}, UnknownNameError,
      r"unknown membership attack 'xmia'.*whitebox"),
     ({"attack_options": {"blackbox-nn": {"repeats": 0}}}, ModelsafeError,

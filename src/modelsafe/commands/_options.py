@@ -151,10 +151,6 @@ def with_groups(*groups: OptionGroup) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def _train_config(**values: Any) -> TrainConfig:
-    return TrainConfig(**values).validate()
-
-
 TRAINING = OptionGroup({
     "epochs": (Annotated[int, typer.Option(help="Training epochs.")], TrainConfig.epochs),
     "batch_size": (Annotated[int, typer.Option(help="Mini-batch size.")], TrainConfig.batch_size),
@@ -165,7 +161,7 @@ TRAINING = OptionGroup({
     "schedule": (Annotated[str, typer.Option(help="LR schedule: cosine, multistep or constant.")],
                  TrainConfig.schedule),
     "augment": (Annotated[str, typer.Option(help="none, flip or crop-flip.")], TrainConfig.augment),
-}, key="train", build=_train_config)
+}, key="train", build=TrainConfig)
 
 SPLIT = OptionGroup({
     "split": (Annotated[str, typer.Option(help="Membership split recipe: safecompress (all train samples are "

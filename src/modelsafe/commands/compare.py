@@ -47,7 +47,7 @@ def compare(
     check_seeds("--seeds", seed_list)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     options = CompressOptions(density=density, update_interval=update_interval, extra=opt.parse_method_options(option),
-                              train=train).validate()
+                              train=train)
     check_extras(method_list, options)  # a mistyped --option that no method reads
     audit_names, attack_options = _audit_settings(audit, audit_epochs, audit_repeats)
     result = compare_run(method_list, dataset, model, options=options, split=split_spec, seeds=seed_list, width=width,

@@ -39,7 +39,7 @@ def _safecompress_config(name: str, options: CompressOptions) -> SafeCompressCon
     values = {**settings, **CONFIGS[name], **given}
     if name != "safecompress-official":
         values.setdefault("update_end", options.end)
-    return SafeCompressConfig(**values).validate()
+    return SafeCompressConfig(**values)
 
 
 def _register_safecompress(name: str) -> None:
@@ -64,7 +64,7 @@ for _name in CONFIGS:
 
 def _dp_config(options: CompressOptions) -> DPConfig:
     try:
-        return DPConfig(**dict(options.extra.get("dp", {}))).validate()
+        return DPConfig(**dict(options.extra.get("dp", {})))
     except TypeError as exc:
         raise ModelsafeError(f"bad DP-SGD options {dict(options.extra.get('dp', {}))}: {exc}") from None
 

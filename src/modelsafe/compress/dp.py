@@ -34,12 +34,10 @@ class DPConfig:
     max_grad_norm: float = 1.0
     delta: float = 1e-5
 
-    def validate(self) -> DPConfig:
+    def __post_init__(self) -> None:
         check_non_negative("noise_multiplier", self.noise_multiplier)
         check_positive("max_grad_norm", self.max_grad_norm)
         check_fraction("delta", self.delta, closed_low=False, closed_high=False)
-        return self
-
 
 class _Accounting(Callback):
     """Carries the accountant's history through fit's checkpoints, so ε is right after a resume."""
@@ -72,8 +70,6 @@ def fit_private(model: nn.Module, members: TensorData, train: TrainConfig, dp: D
     """Train ``model`` with DP-SGD; ``callbacks`` (e.g. a sparsity callback) run as in :func:`fit`.
     Returns {"history", "epsilon", "delta", "seconds"}. The model's weights are trained in place."""
     GradSampleModule, RDPAccountant, DPOptimizer, ModuleValidator = _opacus()
-    dp = dp.validate()
-    train = train.validate()
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
         raise ModelsafeError(f"model is not compatible with DP-SGD (e.g. BatchNorm mixes samples): {errors[0]}")

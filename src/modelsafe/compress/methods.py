@@ -74,9 +74,8 @@ class CompressOptions:
     finetune_epochs: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> CompressOptions:
+    def __post_init__(self) -> None:
         check_density(self.density)
-        self.train.validate()
         if self.distribution not in DISTRIBUTIONS:
             raise UnknownNameError("density distribution", self.distribution, list(DISTRIBUTIONS))
         check_positive_int("update_interval", self.update_interval)
@@ -87,7 +86,6 @@ class CompressOptions:
         check_fraction("prune_end", self.prune_end, closed_low=False)
         if self.finetune_epochs is not None:
             check_positive_int("finetune_epochs", self.finetune_epochs)
-        return self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,7 +138,6 @@ def get_method(name: str) -> MethodEntry:
 def check_method(name: str, options: CompressOptions) -> MethodEntry:
     """The method called ``name``, after checking that it can run with ``options`` (nothing is trained)."""
     entry = get_method(name)
-    options.validate()
     if entry.check is not None:
         entry.check(options)
     return entry

@@ -149,7 +149,7 @@ class SafeCompressConfig:
     bootstrap_rounds: int = 200
     gap_samples: int = 512
 
-    def validate(self) -> SafeCompressConfig:
+    def __post_init__(self) -> None:
         check_density(self.density)
         specs = [CandidateSpec.parse(c) for c in self.candidates]
         if not specs:
@@ -179,8 +179,6 @@ class SafeCompressConfig:
         check_positive_int("validation_samples", self.validation_samples)
         check_positive_int("bootstrap_rounds", self.bootstrap_rounds)
         check_positive_int("gap_samples", self.gap_samples)
-        return self
-
 
 _RANDOM_RULES = ("random", "random-unfired")
 GAP_RULES = ("magnitude-gap",)  # prune rules that read the member/non-member gap gradient
@@ -233,7 +231,7 @@ def get_config(name: str, **overrides) -> SafeCompressConfig:
     """A named configuration with some fields overridden."""
     if name not in CONFIGS:
         raise UnknownNameError("SafeCompress configuration", name, list(CONFIGS))
-    return SafeCompressConfig(**{**CONFIGS[name], **overrides}).validate()
+    return SafeCompressConfig(**{**CONFIGS[name], **overrides})
 
 
 class SafeCompress(Callback):
@@ -250,7 +248,7 @@ class SafeCompress(Callback):
 
     def __init__(self, config: SafeCompressConfig, tests: Sequence[SafetyTest], safety_data: SafetyData,
                  validation: TensorData, members: TensorData, *, seed: int = 0):
-        self.config = config.validate()
+        self.config = config
         self.specs = [CandidateSpec.parse(c) for c in config.candidates]
         self.tests = list(tests)
         self.safety_data = safety_data
@@ -415,8 +413,8 @@ def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     options, e.g. ``{"bmia": {"refresh_steps": 200}}``. With ``run_dir`` the run checkpoints every epoch and
     resumes (masks, online attackers, selection log, schedule) after an interruption; the selection log is
     written to ``run_dir/selection.json``."""
-    cfg = get_config(config) if isinstance(config, str) else config.validate()
-    train = (train or TrainConfig()).validate()
+    cfg = get_config(config) if isinstance(config, str) else config
+    train = train or TrainConfig()
     split.check_dataset(dataset)
     split.validate()
     pool = dataset.pool()

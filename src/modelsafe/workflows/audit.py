@@ -26,7 +26,7 @@ AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references")
 def _train_config(saved: dict) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in known}
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values)
 
 
 def attack_options(names: list[str], *, per_class: bool = False, attack_epochs: int | None = None,

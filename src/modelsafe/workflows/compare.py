@@ -212,7 +212,6 @@ def _check_compare(methods: Sequence[str], options: CompressOptions, seeds: Sequ
 
     if not methods:
         raise ModelsafeError("compare needs at least one method")
-    options = options.validate()
     for name in methods:
         check_method(name, options)
     if not seeds:

@@ -29,7 +29,7 @@ def compress_run(method: str, dataset: str | Dataset, model: str, *, out: str | 
     the packed weights.sparse.safetensors). Bad names and options fail before any data is loaded or written.
     Re-running with the same arguments resumes. Returns the metrics: test and validation accuracy, parameters,
     FLOPs, ``export`` (dense and sparse bytes, ratio) and ``resumed``."""
-    options = (options or CompressOptions()).validate()
+    options = options or CompressOptions()
     check_method(method, options)
     check_extras([method], options)
     spec = get_recipe(split) if isinstance(split, str) else split

@@ -59,7 +59,7 @@ def demo_run(out: str | os.PathLike = "runs/demo", *, dataset: str = "fashion-mn
                              f"{data.info.name!r}; pass --images {len(data.test)} or fewer")
     # min-max weight λ = 1 and a 100-epoch black-box judge, as in benchmarks/safecompress.py (docs/safecompress.md)
     options = CompressOptions(density=density, update_interval=50, extra={"safecompress": {"minmax_lambda": 1.0}},
-                              train=TrainConfig(epochs=epochs, batch_size=64, lr=0.05)).validate()
+                              train=TrainConfig(epochs=epochs, batch_size=64, lr=0.05))
     with OwnedFolder(root, "demo", ("compare", "report.md", "transfer.json")).claim():
         _demo_in(root, data, model, width, split, options, images, seed, dev, progress, start, log)
     return root / "report.md"

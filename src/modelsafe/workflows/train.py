@@ -32,7 +32,7 @@ def train_run(dataset: str | Dataset, model: str, *, out: str | os.PathLike, spl
     dataset_options = dict(dataset_options or {})
     data = (dataset if isinstance(dataset, Dataset)
             else load_dataset(dataset, root=data_root, download=download, **dataset_options))
-    train = (train or TrainConfig()).validate()
+    train = train or TrainConfig()
     split_obj = MembershipSplit.create(data, split, seed=seed)
     net = init_model(model, data, width, seed)  # a bad model name or width fails here, before any folder exists
     config = {"kind": "train", "dataset": data.info.name, "dataset_options": dataset_options, "model": model,
