@@ -19,7 +19,8 @@ import torch
 
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.models import create_model_for
-from modelsafe.privacy import FitTrainer, audit, write_audit_report
+from modelsafe.privacy import FitTrainer, audit
+from modelsafe.report import write_audit_report
 from modelsafe.training import TrainConfig, evaluate, fit
 
 # digits has 1,438 training images: 400 members (half known to the attacker), 100 for validation, 200 + 200

@@ -1,6 +1,6 @@
 """Run folders: train a target into a resumable folder, read what it holds, load it back and audit it.
 
-``train_target`` is what ``modelsafe train`` runs. The folder holds ``modelsafe.json`` (what modelsafe wrote
+``train_run`` is what ``modelsafe train`` runs. The folder holds ``modelsafe.json`` (what modelsafe wrote
 there, with the SHA-256 of each weights file), ``config.json``, ``split.json`` (the membership split as index
 sets), ``checkpoint/``, ``metrics.json`` and ``weights.safetensors``. Running the same call again resumes
 from the last finished epoch; here the run is already finished, so it only reads the result back.
@@ -18,9 +18,10 @@ from pathlib import Path
 
 from modelsafe.data import SplitSpec
 from modelsafe.privacy import audit
-from modelsafe.report import RunFolder, read_json
-from modelsafe.targets import load_target, train_target
+from modelsafe.report import RunFolder
+from modelsafe.storage import read_json
 from modelsafe.training import TrainConfig, evaluate
+from modelsafe.workflows import load_target, train_run
 
 SPLIT = SplitSpec(members=600, validation=150, reference=300, eval_nonmembers=300)
 
@@ -37,8 +38,8 @@ def main() -> None:
 
     train = TrainConfig(epochs=args.epochs, batch_size=32, lr=0.05)
     settings = dict(out=folder, split=SPLIT, train=train, seed=args.seed, progress=False)
-    metrics = train_target("digits", "mlp", **settings)
-    again = train_target("digits", "mlp", **settings)            # the same call: resumes, nothing to train
+    metrics = train_run("digits", "mlp", **settings)
+    again = train_run("digits", "mlp", **settings)            # the same call: resumes, nothing to train
     print(f"trained into {folder}: test accuracy {metrics['test']['accuracy']:.3f}, "
           f"member accuracy {metrics['members']['accuracy']:.3f}; second call resumed: {again['resumed']}")
 

@@ -26,8 +26,8 @@ from modelsafe.compress import CompressOptions, compress
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.models import create_model_for
 from modelsafe.privacy import audit
-from modelsafe.report import write_json
 from modelsafe.sparse import export_sparse
+from modelsafe.storage import write_json
 from modelsafe.training import TrainConfig, evaluate
 
 # digits has 1,438 training images: 600 members (half of them known to the attacker), 150 for validation,

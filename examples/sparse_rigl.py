@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from modelsafe.data import load_dataset
 from modelsafe.models import create_model_for
-from modelsafe.report import save_weights
 from modelsafe.sparse import DynamicSparsity, SparsityCallback, export_sparse, load_sparse
+from modelsafe.storage import save_weights
 from modelsafe.training import evaluate, fit
 
 

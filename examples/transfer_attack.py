@@ -20,7 +20,7 @@ import torch
 from modelsafe.adversarial import create_attack, transfer_matrix
 from modelsafe.data import load_dataset
 from modelsafe.models import create_model_for
-from modelsafe.report import write_json, write_text
+from modelsafe.storage import write_json, write_text
 from modelsafe.training import evaluate, fit
 
 

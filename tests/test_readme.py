@@ -32,4 +32,5 @@ def test_readme_tour_runs(tmp_path):
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, f"the README's Python tour failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert "'accuracy'" in proc.stdout and "'nonzero'" in proc.stdout, proc.stdout
+    assert (tmp_path / "runs" / "tour-mlp" / "audit" / "report.md").is_file(), proc.stdout
     print(f"README tour: {seconds:.1f} s")

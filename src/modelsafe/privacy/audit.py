@@ -6,6 +6,7 @@ share one set of reference models trained on the split's ``population`` (cached 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Sequence
@@ -47,7 +48,8 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     """Attack ``model`` (trained on ``split``'s members of ``dataset``) with each of ``attacks`` and return
     {attack label: report}.
 
-    ``attacks``: registered names (see ``list_mias()``) or ready :class:`MembershipAttack` objects;
+    ``attacks``: registered names (see ``list_mias()``) or ready :class:`MembershipAttack` objects (fitted as
+    copies: the given objects and ``model``, whose train/eval mode is restored, are left as they came);
     ``options[name]``: keyword options for the attack created from ``name``. Reference-model attacks
     (``shadow``, ``lira``, ``rmia``) given by name share ``references``, or models trained here from
     ``model_factory(seed)`` with ``trainer`` (default :class:`FitTrainer`) on random ``reference_train_size``
@@ -98,7 +100,7 @@ def _build_attacks(attacks: Sequence[str | MembershipAttack], options: dict[str,
     built: list[MembershipAttack] = []
     for spec in attacks:
         if isinstance(spec, MembershipAttack):
-            built.append(spec)
+            built.append(copy.copy(spec))  # fitted and given references here: the caller's object stays as it was
         elif isinstance(spec, str):
             opts = {"seed": derive_seed(seed, "audit", spec), "device": device, "progress": progress,
                     **options.get(spec, {})}
