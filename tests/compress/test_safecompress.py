@@ -119,12 +119,11 @@ def test_density_holds_through_minmax_phase(problem):
     from modelsafe.training import fit
 
     cfg = config(minmax_start=0.25)
-    pool = data.pool()
     sc = SafeCompress(cfg, create_safety_tests(["bmia"], bmia={"batch_size": 16, "refresh_steps": 5}),
-                      SafetyData.from_split(data, split), split.data(data, "validation", pool),
-                      split.data(data, "members", pool))
+                      SafetyData.from_split(data, split), split.data(data, "validation"),
+                      split.data(data, "members"))
     check = Check(sc)
-    fit(new_model(data), split.data(data, "members", pool), TRAIN, callbacks=[sc, check], progress=False)
+    fit(new_model(data), split.data(data, "members"), TRAIN, callbacks=[sc, check], progress=False)
     assert check.minmax_steps > 10
 
 

@@ -78,12 +78,11 @@ def test_every_method_of_a_seed_starts_from_identical_weights_and_masks(problem,
 
 def started(data, split, cfg, epochs=1):
     """A SafeCompress trainer fitted for ``epochs`` epochs of 8 optimizer steps."""
-    pool = data.pool()
     tests = create_safety_tests(cfg.tests, bmia={"batch_size": 16, "refresh_steps": 5},
                                 wmia={"batch_size": 16, "refresh_steps": 5}, loss={})
-    sc = SafeCompress(cfg, tests, SafetyData.from_split(data, split), split.data(data, "validation", pool),
-                      split.data(data, "members", pool), seed=0)
-    members = split.data(data, "members", pool)
+    sc = SafeCompress(cfg, tests, SafetyData.from_split(data, split), split.data(data, "validation"),
+                      split.data(data, "members"), seed=0)
+    members = split.data(data, "members")
     fit(init_model("cnn", data, 0.5, 0), members, TrainConfig(epochs=epochs, batch_size=32, lr=0.05),
         callbacks=[sc], progress=False)
     return sc
@@ -148,8 +147,7 @@ class Memoriser(nn.Module):
 @pytest.mark.parametrize("risk", ["advantage", "auc", "gap"])
 def test_selection_rejects_a_candidate_that_keeps_a_memorising_subnetwork(problem, risk):
     data, split = problem
-    pool = data.pool()
-    members = split.data(data, "members", pool)
+    members = split.data(data, "members")
     model = Memoriser(members, data.info.num_classes)
     torch.manual_seed(0)
     opt = torch.optim.SGD(model.g.parameters(), lr=0.05)
@@ -162,7 +160,7 @@ def test_selection_rejects_a_candidate_that_keeps_a_memorising_subnetwork(proble
                              probe_steps=1, minmax=False, risk=risk, validation_samples=60, refresh_steps=300,
                              attacker_batch_size=32)
     sc = SafeCompress(cfg, create_safety_tests(["bmia"], bmia={"refresh_steps": 300, "batch_size": 32, "risk": risk}),
-                      SafetyData.from_split(data, split, holdout_fraction=0.5), split.data(data, "validation", pool),
+                      SafetyData.from_split(data, split, holdout_fraction=0.5), split.data(data, "validation"),
                       members)
     live = torch.optim.SGD(model.parameters(), lr=1e-9)
     sc.on_fit_start(TrainState(model, live, TrainConfig(batch_size=32), torch.device("cpu"), 100, 10))
@@ -184,10 +182,9 @@ def test_attackers_are_warm_when_minmax_starts_without_selection(problem):
     data, split = problem
     cfg = SafeCompressConfig(density=0.2, candidates=("magnitude/gradient",), select=False, probe_steps=0,
                              **{k: v for k, v in FAST.items() if k != "probe_steps"})
-    pool = data.pool()
     tests = create_safety_tests(["bmia"], bmia={"batch_size": 16, "refresh_steps": 5})
-    sc = SafeCompress(cfg, tests, SafetyData.from_split(data, split), split.data(data, "validation", pool),
-                      split.data(data, "members", pool))
+    sc = SafeCompress(cfg, tests, SafetyData.from_split(data, split), split.data(data, "validation"),
+                      split.data(data, "members"))
     seen = {}
 
     class Watch(Callback):
@@ -196,15 +193,14 @@ def test_attackers_are_warm_when_minmax_starts_without_selection(problem):
                 seen["refreshes"], seen["step"] = tests[0].refreshes, state.step
             return loss
 
-    fit(init_model("cnn", data, 0.5, 0), split.data(data, "members", pool), TRAIN, callbacks=[Watch(), sc],
+    fit(init_model("cnn", data, 0.5, 0), split.data(data, "members"), TRAIN, callbacks=[Watch(), sc],
         progress=False)
     assert seen["step"] >= 6 and seen["refreshes"] == seen["step"] // cfg.update_interval > 0
 
 
 def test_defence_term_opposes_the_attackers_own_objective(problem):
     data, split = problem
-    pool = data.pool()
-    members = split.data(data, "members", pool)
+    members = split.data(data, "members")
     model = init_model("cnn", data, 0.5, 0)
     fit(model, members, TrainConfig(epochs=3, batch_size=32, lr=0.05), progress=False)
     test = create_safety_tests(["bmia"], bmia={"batch_size": 32, "refresh_steps": 200})[0]

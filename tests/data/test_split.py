@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from modelsafe.data import MembershipSplit, SplitSpec, get_recipe
+from modelsafe.data.info import TensorData
 from modelsafe.data.split import SET_NAMES
 from modelsafe.errors import ModelsafeError, UnknownNameError
 
@@ -76,10 +77,18 @@ def test_fractional_sizes_and_unknown_recipe():
 
 def test_data_selects_the_right_samples(blobs):
     s = MembershipSplit.create(blobs, SplitSpec(members=100, validation=20, nonmember_source="test"), seed=0)
-    pool = blobs.pool()
+    pool = TensorData(torch.cat([blobs.train.x, blobs.test.x]), torch.cat([blobs.train.y, blobs.test.y]))
     ref = s.data(blobs, "attack_reference")
     assert torch.equal(ref.x, pool.x[s["attack_reference"]]) and torch.equal(ref.y, pool.y[s["attack_reference"]])
-    assert torch.equal(s.data(blobs, "members", pool).y, pool.y[s["members"]])
+    assert torch.equal(s.data(blobs, "members").y, pool.y[s["members"]])
+
+
+def test_the_pool_is_built_once_and_follows_a_replaced_split(blobs):
+    first = blobs.pool()
+    assert blobs.pool() is first  # cached: many sets of a split cost one concatenation
+    assert len(first) == len(blobs.train) + len(blobs.test)
+    blobs.train = blobs.train.subset(torch.arange(10))
+    assert len(blobs.pool()) == 10 + len(blobs.test)
 
 
 def test_population_none_takes_every_unused_train_sample():

@@ -417,8 +417,7 @@ def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     train = train or TrainConfig()
     split.check_dataset(dataset)
     split.validate()
-    pool = dataset.pool()
-    safety_data = SafetyData.from_split(dataset, split, cfg.holdout_fraction, seed=seed, pool=pool)
+    safety_data = SafetyData.from_split(dataset, split, cfg.holdout_fraction, seed=seed)
     options = {name: {"batch_size": cfg.attacker_batch_size, "refresh_steps": cfg.refresh_steps,
                       "attacker_steps": cfg.attacker_steps, "risk": cfg.risk} for name in ("bmia", "wmia")}
     options["bmia"]["prediction"] = cfg.prediction
@@ -426,8 +425,8 @@ def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     for name, extra in (test_options or {}).items():
         options[name] = {**options.get(name, {}), **extra}
     tests = create_safety_tests(cfg.tests, seed=seed, **options)
-    members = split.data(dataset, "members", pool)
-    callback = SafeCompress(cfg, tests, safety_data, split.data(dataset, "validation", pool), members, seed=seed)
+    members = split.data(dataset, "members")
+    callback = SafeCompress(cfg, tests, safety_data, split.data(dataset, "validation"), members, seed=seed)
     start = time.perf_counter()
     history = fit(model, members, train, val_data=callback.validation, callbacks=[callback], seed=seed,
                   device=device, run_dir=run_dir, progress=progress)

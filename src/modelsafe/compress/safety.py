@@ -49,11 +49,11 @@ class SafetyData:
     num_classes: int
 
     @classmethod
-    def from_split(cls, dataset: Dataset, split: MembershipSplit, holdout_fraction: float = 0.2, seed: int = 0,
-                   pool: TensorData | None = None) -> SafetyData:
+    def from_split(cls, dataset: Dataset, split: MembershipSplit, holdout_fraction: float = 0.2,
+                   seed: int = 0) -> SafetyData:
         """Split ``attack_known_members`` and ``attack_reference`` into attacker-training and holdout parts."""
         check_fraction("holdout_fraction", holdout_fraction, closed_low=False, closed_high=False)
-        pool = pool if pool is not None else dataset.pool()
+        pool = dataset.pool()
         gen = make_generator(derive_seed(seed, "safety-holdout"))
         parts = []
         for name in ("attack_known_members", "attack_reference"):

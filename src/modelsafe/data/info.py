@@ -76,7 +76,14 @@ class Dataset:
     extras: dict = field(default_factory=dict)
 
     def pool(self) -> TensorData:
-        return TensorData(torch.cat([self.train.x, self.test.x]), torch.cat([self.train.y, self.test.y]))
+        """Train then test samples as one :class:`TensorData`, built on first use and kept (rebuilt when
+        ``train`` or ``test`` is replaced), so taking many sets of a split costs one concatenation."""
+        key = (id(self.train), id(self.test))
+        cached = self.__dict__.get("_pool")
+        if cached is None or cached[0] != key:
+            cached = (key, TensorData(torch.cat([self.train.x, self.test.x]), torch.cat([self.train.y, self.test.y])))
+            self.__dict__["_pool"] = cached
+        return cached[1]
 
 
 def image_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

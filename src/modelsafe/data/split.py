@@ -168,19 +168,10 @@ class MembershipSplit:
     def sizes(self) -> dict[str, int]:
         return {k: int(v.numel()) for k, v in self.sets.items()}
 
-    def data(self, dataset: Dataset, name: str, pool: TensorData | None = None) -> TensorData:
-        """The samples of set ``name``. Pass ``pool=dataset.pool()`` when taking several sets, to build it once."""
+    def data(self, dataset: Dataset, name: str) -> TensorData:
+        """The samples of set ``name``, taken from ``dataset.pool()`` (built once per dataset)."""
         self.check_dataset(dataset)
-        idx = self[name]
-        if pool is not None:
-            return pool.subset(idx)
-        n = self.num_train
-        train_idx, test_idx = idx[idx < n], idx[idx >= n] - n
-        if test_idx.numel() == 0:
-            return dataset.train.subset(train_idx)
-        if train_idx.numel() == 0:
-            return dataset.test.subset(test_idx)
-        return dataset.pool().subset(idx)
+        return dataset.pool().subset(self[name])
 
     def check_dataset(self, dataset: Dataset) -> None:
         if (dataset.info.name, len(dataset.train), len(dataset.test)) != (self.dataset, self.num_train, self.num_test):

@@ -59,18 +59,17 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     check_positive_int("num_reference_models", num_reference_models)
     split.check_dataset(dataset)
     dev = pick_device(device, model)
-    pool = dataset.pool()
-    known_m = split.data(dataset, "attack_known_members", pool)
-    known_u = split.data(dataset, "attack_reference", pool)
-    eval_m = split.data(dataset, "eval_members", pool)
-    eval_u = split.data(dataset, "eval_nonmembers", pool)
+    known_m = split.data(dataset, "attack_known_members")
+    known_u = split.data(dataset, "attack_reference")
+    eval_m = split.data(dataset, "eval_members")
+    eval_u = split.data(dataset, "eval_nonmembers")
     sample_ids = np.concatenate([split["eval_members"].numpy(), split["eval_nonmembers"].numpy()])
     built = _build_attacks(attacks, dict(options or {}), seed, dev, progress)
 
     needs_refs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None
                   and a.population is None]
     if needs_refs:
-        refs = references or _reference_models(dataset, split, pool, model_factory, trainer, num_reference_models,
+        refs = references or _reference_models(dataset, split, model_factory, trainer, num_reference_models,
                                                reference_train_size, out_dir, dev, seed, progress)
         for attack in needs_refs:
             attack.references = refs
@@ -113,7 +112,7 @@ def _build_attacks(attacks: Sequence[str | MembershipAttack], options: dict[str,
     return built
 
 
-def _reference_models(dataset: Dataset, split: MembershipSplit, pool, model_factory: ModelFactory | None,
+def _reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None,
                       trainer: Trainer | None, num_models: int, train_size: int | None,
                       out_dir: str | os.PathLike | None, device: torch.device, seed: int,
                       progress: bool) -> ReferenceModels:
@@ -124,7 +123,7 @@ def _reference_models(dataset: Dataset, split: MembershipSplit, pool, model_fact
     if model_factory is None:
         raise ModelsafeError("shadow/lira/rmia train reference models: pass model_factory= (seed -> fresh model of "
                              "the target's architecture)")
-    population = split.data(dataset, "population", pool)
+    population = split.data(dataset, "population")
     if train_size is None:
         train_size = min(int(split["members"].numel()), len(population) // 2)
     trainer = trainer or FitTrainer(device=device)

@@ -34,20 +34,17 @@ def _split(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The full ROC curve: (fpr, tpr, thresholds), one point per distinct score plus the origin.
+    """The full ROC curve: (fpr, tpr, thresholds), one point per distinct score plus the origin
+    (scikit-learn's ``roc_curve`` with every point kept, after this module's input checks).
 
     ``thresholds`` decrease from +inf; point i counts the samples with ``score >= thresholds[i]``."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     members, nonmembers = _split(scores, labels)
     s = np.concatenate([members, nonmembers])
     y = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_value = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
-    tps = np.cumsum(y)[last_of_value]
-    fps = (last_of_value + 1) - tps
-    fpr = np.r_[0.0, fps / nonmembers.size]
-    tpr = np.r_[0.0, tps / members.size]
-    return fpr, tpr, np.r_[np.inf, s[last_of_value]]
+    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def auc_from_groups(members: np.ndarray, nonmembers: np.ndarray) -> float:

@@ -85,21 +85,31 @@ class DynamicSparsity:
     """Sparse training with exact per-layer counts and scheduled prune/grow updates.
 
     Args:
-        model, optimizer: the optimizer must hold every sparse weight of ``model``.
+        model: the network whose conv/linear weights are made sparse.
+        optimizer: it must hold every sparse weight of ``model``.
         density: fraction of the sparse layers' weights kept, in (0, 1].
         total_steps: optimizer steps of the whole run; places the schedule's ``begin``/``end`` fractions.
         update_interval: steps between mask updates (``None``: static masks, no updates).
-        distribution: ``erk`` (default), ``er`` or ``uniform`` per-layer densities; ``erk_power`` scales ERK.
-        prune, grow: the update rule (see :mod:`.rules`): default ``magnitude``/``gradient`` (RigL).
-        drop_fraction, final_drop_fraction, drop_decay, begin, end: the drop-fraction schedule (default
-            cosine 0.5 → 0.005 from 0 to 75% of training); or pass a ready ``schedule``.
-        strategies, selector: candidates proposed at each update and the callable that picks one
-            (``selector(candidates, engine) -> Candidate | index``); default: the one ``prune``/``grow``.
+        distribution: ``erk`` (default), ``er`` or ``uniform`` per-layer densities.
+        erk_power: exponent that scales the ERK densities.
+        prune: the prune rule of the update (see :mod:`.rules`); default ``magnitude`` (RigL).
+        grow: the grow rule; default ``gradient`` (RigL).
+        drop_fraction: the share of each layer's active weights replaced at the first update (default 0.5).
+        final_drop_fraction: the share at the end of the schedule (default 0.005).
+        drop_decay: how the share decays between them (``cosine``, default).
+        begin: fraction of training at which updates begin (default 0).
+        end: fraction of training after which updates stop (default 0.75).
+        schedule: a ready :class:`UpdateSchedule` instead of the six settings above.
+        strategies: the candidates proposed at each update (default: the one ``prune``/``grow``).
+        selector: ``selector(candidates, engine) -> Candidate | index`` picks one of several candidates.
         auto_update: False leaves scheduled updates to the caller (``update_due()`` + ``propose``/``apply``).
-        dense_first, dense_layers, layer_types: which layers are sparse (see :func:`select_layers`).
+        dense_first: keep the first sparse-able layer dense.
+        dense_layers: names of further modules or parameters kept dense (see :func:`select_layers`).
+        layer_types: the module types whose weights are made sparse.
         init: ``random`` initial positions, or ``magnitude`` (keep the largest current weights).
-        track_momentum: keep a moving average (``momentum_beta``) of dense gradients for ``momentum`` growth
-            (default: on when a strategy grows by momentum).
+        track_momentum: keep a moving average of dense gradients for ``momentum`` growth (default: on when a
+            strategy grows by momentum).
+        momentum_beta: the moving average's decay.
         capture_gradients: keep the dense gradient of every backward pass, not just before updates, so
             gradient-based :meth:`propose` works at any step (costs a copy of the gradients).
         seed: initial positions and random growth.

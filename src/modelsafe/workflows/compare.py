@@ -128,8 +128,7 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
             write_json(result_path, result)
         return result
     model = init_model(model_name, dataset, width, seed)
-    pool = dataset.pool()
-    members = split.data(dataset, "members", pool)
+    members = split.data(dataset, "members")
     start = time.perf_counter()
     compressed, info = compress(method, model, members, options, seed=seed, device=dev, run_dir=out / "train",
                                 progress=progress, dataset=dataset, split=split)

@@ -52,12 +52,11 @@ def compress_run(method: str, dataset: str | Dataset, model: str, *, out: str | 
 def _compress_in(run: RunFolder, method: str, net: torch.nn.Module, data: Dataset, split_obj: MembershipSplit,
                  options: CompressOptions, seed: int, dev: torch.device, progress: bool) -> dict:
     """Compress ``net`` inside the open run folder; returns the metrics."""
-    pool = data.pool()
-    net, info = run_method(method, net, split_obj.data(data, "members", pool), options, seed=seed, device=dev,
+    net, info = run_method(method, net, split_obj.data(data, "members"), options, seed=seed, device=dev,
                            run_dir=run.path, progress=progress, dataset=data, split=split_obj)
     run.save_weights(net)
     report = run.write_checked(SPARSE_FILE, lambda path: export_sparse(net, path, metadata={"method": method}))
     return {"test": evaluate(net, data.test, device=dev),
-            "validation": evaluate(net, split_obj.data(data, "validation", pool), device=dev),
+            "validation": evaluate(net, split_obj.data(data, "validation"), device=dev),
             **info, "export": {"dense_bytes": report.dense_bytes, "sparse_bytes": report.sparse_bytes,
                                "ratio": report.ratio, "layouts": report.layouts}}

@@ -50,9 +50,8 @@ def train_run(dataset: str | Dataset, model: str, *, out: str | os.PathLike, spl
 
 def _train_in(run: RunFolder, net: nn.Module, data: Dataset, split_obj: MembershipSplit, train: TrainConfig,
               seed: int, dev: torch.device, progress: bool) -> dict:
-    pool = data.pool()
-    members = split_obj.data(data, "members", pool)
-    validation = split_obj.data(data, "validation", pool)
+    members = split_obj.data(data, "members")
+    validation = split_obj.data(data, "validation")
     start = time.perf_counter()
     history = fit(net, members, train, val_data=validation, seed=seed, device=dev, run_dir=run.path,
                   progress=progress)
