@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from modelsafe.errors import ModelsafeError, UnknownNameError
-from modelsafe.sparse import Candidate, DynamicSparsity, Strategy, register_grow_rule
+from modelsafe.sparse import (
+    Candidate,
+    DynamicSparsity,
+    LayerSelection,
+    Strategy,
+    UpdateSchedule,
+    register_grow_rule,
+)
 from modelsafe.sparse.rules import GROW_RULES
 
 ALL_RULES = [("magnitude", "gradient"), ("magnitude", "random"), ("magnitude", "momentum"),
@@ -49,7 +56,8 @@ def dead_positions_are_zero(engine, optimizer) -> bool:
 @pytest.mark.parametrize("prune,grow", ALL_RULES)
 def test_counts_exact_after_init_and_100_updates(net, tools, prune, grow):
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    engine = DynamicSparsity(net, opt, 0.3, total_steps=200, update_interval=1, end=1.0, prune=prune, grow=grow)
+    engine = DynamicSparsity(net, opt, 0.3, schedule=UpdateSchedule.for_training(200, interval=1, end=1.0),
+                             prune=prune, grow=grow)
     per_layer = engine.masked.layer_counts()
     assert engine.nnz == engine.target_nnz == round(0.3 * 644)
     assert per_layer == engine.target_counts
@@ -73,7 +81,7 @@ def test_counts_exact_after_init_and_100_updates(net, tools, prune, grow):
 ], ids=["sgd", "sgd-nesterov", "adamw", "adam-amsgrad"])
 def test_weights_grads_and_optimizer_state_stay_zero(net, tools, make_opt):
     opt = make_opt(net.parameters())
-    engine = DynamicSparsity(net, opt, 0.2, total_steps=60, update_interval=5, end=1.0)
+    engine = DynamicSparsity(net, opt, 0.2, schedule=UpdateSchedule.for_training(60, interval=5, end=1.0))
     for batch in tools.make_batches(60, batch=8):
         x, y = batch
         opt.zero_grad(set_to_none=True)
@@ -99,7 +107,8 @@ def test_optimizer_alone_cannot_revive_dead_weights(net, tools):
 
 def test_grown_weights_start_at_zero_with_zero_state(net, tools):
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    engine = DynamicSparsity(net, opt, 0.2, total_steps=40, update_interval=10, end=1.0, grow="random")
+    engine = DynamicSparsity(net, opt, 0.2, schedule=UpdateSchedule.for_training(40, interval=10, end=1.0),
+                             grow="random")
     batches = tools.make_batches(10, batch=8)
     for batch in batches[:9]:
         tools.train_step(net, opt, batch)
@@ -316,15 +325,17 @@ def test_layer_selection_options(net):
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     assert DynamicSparsity(net, opt, 0.5, update_interval=None).layer_names == ["conv1.weight", "conv2.weight",
                                                                                 "fc.weight"]
-    assert DynamicSparsity(net, opt, 0.5, update_interval=None, dense_first=True).layer_names == [
+    dense_first = LayerSelection(dense_first=True)
+    assert DynamicSparsity(net, opt, 0.5, update_interval=None, layers=dense_first).layer_names == [
         "conv2.weight", "fc.weight"]
-    engine = DynamicSparsity(net, opt, 0.5, update_interval=None, dense_layers=["fc"])
+    engine = DynamicSparsity(net, opt, 0.5, update_interval=None, layers=LayerSelection(dense_layers=["fc"]))
     assert engine.layer_names == ["conv1.weight", "conv2.weight"]
     assert engine.nnz == round(0.5 * (36 + 288))
     with pytest.raises(ModelsafeError, match="names no prunable layer: head"):
-        DynamicSparsity(net, opt, 0.5, update_interval=None, dense_layers=["head"])
+        DynamicSparsity(net, opt, 0.5, update_interval=None, layers=LayerSelection(dense_layers=["head"]))
     with pytest.raises(ModelsafeError, match="nothing is left"):
-        DynamicSparsity(net, opt, 0.5, update_interval=None, dense_layers=["conv1", "conv2", "fc"])
+        DynamicSparsity(net, opt, 0.5, update_interval=None,
+                        layers=LayerSelection(dense_layers=["conv1", "conv2", "fc"]))
 
 
 def test_reports_density_itop_params_and_flops(net):

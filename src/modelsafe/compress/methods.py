@@ -43,7 +43,7 @@ from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.registry import Registry
-from modelsafe.sparse import DynamicSparsity, SparsityCallback, count_flops
+from modelsafe.sparse import DynamicSparsity, LayerSelection, SparsityCallback, count_flops
 from modelsafe.sparse.distribution import DISTRIBUTIONS
 from modelsafe.training import TrainConfig, fit
 from modelsafe.utils import derive_seed, model_device, resolve_device
@@ -220,7 +220,7 @@ def mask_seed(seed: int) -> int:
 
 
 def _dst(options: CompressOptions, seed: int, **rule) -> SparsityCallback:
-    settings = {"distribution": options.distribution, "dense_first": options.dense_first,
+    settings = {"distribution": options.distribution, "layers": LayerSelection(dense_first=options.dense_first),
                 "update_interval": options.update_interval, "drop_fraction": options.drop_fraction,
                 "final_drop_fraction": options.final_drop_fraction, "end": options.end,
                 "seed": mask_seed(seed)}
@@ -273,7 +273,7 @@ def oneshot(model, train_data, options, *, seed, device, run_dir, progress) -> C
     finetune = replace(options.train, epochs=options.finetune_epochs or max(1, options.train.epochs // 2))
     callback = SparsityCallback(lambda m, opt, steps: DynamicSparsity(
         m, opt, options.density, update_interval=None, init="magnitude", distribution=options.distribution,
-        dense_first=options.dense_first))
+        layers=LayerSelection(dense_first=options.dense_first)))
     history = _train(model, train_data, finetune, [callback], derive_seed(seed, "finetune"), device,
                      _sub(run_dir, "finetune"), progress)
     info = _finish(callback, history)

@@ -70,7 +70,9 @@ from modelsafe.data.info import Dataset, TensorData
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError, UnknownNameError
 from modelsafe.sparse.engine import Candidate, DynamicSparsity
+from modelsafe.sparse.layers import LayerSelection
 from modelsafe.sparse.rules import Strategy
+from modelsafe.sparse.schedule import UpdateSchedule
 from modelsafe.storage.io import write_json
 from modelsafe.training import Callback, TrainConfig, TrainState, evaluate, fit
 from modelsafe.utils import derive_seed, make_generator
@@ -268,10 +270,11 @@ class SafeCompress(Callback):
         cfg = self.config
         strategies = [s.strategy for s in self.specs]
         self.engine = DynamicSparsity(
-            state.model, state.optimizer, cfg.density, total_steps=state.total_steps,
-            update_interval=cfg.update_interval, distribution=cfg.distribution, drop_fraction=cfg.drop_fraction,
-            final_drop_fraction=cfg.final_drop_fraction, drop_decay=cfg.drop_decay, end=cfg.update_end,
-            strategies=strategies, auto_update=False, dense_first=cfg.dense_first,
+            state.model, state.optimizer, cfg.density, distribution=cfg.distribution,
+            schedule=UpdateSchedule.for_training(state.total_steps, interval=cfg.update_interval,
+                                                 end=cfg.update_end, initial=cfg.drop_fraction,
+                                                 final=cfg.final_drop_fraction, decay=cfg.drop_decay),
+            strategies=strategies, auto_update=False, layers=LayerSelection(dense_first=cfg.dense_first),
             track_momentum=any("momentum" in s.needs for s in strategies), seed=mask_seed(self.seed))
         for test in self.tests:
             test.prepare(state.model, self.safety_data)

@@ -18,6 +18,7 @@ from torch import nn
 from modelsafe.errors import ModelsafeError
 from modelsafe.sparse.engine import DynamicSparsity
 from modelsafe.sparse.pruning import GradualPruning
+from modelsafe.sparse.schedule import UpdateSchedule
 from modelsafe.training import Callback, TrainState
 
 
@@ -41,9 +42,22 @@ class SparsityCallback(Callback):
         self.engine: MaskEngine | None = None
 
     @classmethod
-    def dynamic(cls, density: float, **options) -> SparsityCallback:
-        """Dynamic (or, with ``update_interval=None``, static) sparse training; options as :class:`DynamicSparsity`."""
-        return cls(lambda model, opt, steps: DynamicSparsity(model, opt, density, total_steps=steps, **options))
+    def dynamic(cls, density: float, *, update_interval: int | None = 100, drop_fraction: float = 0.5,
+                final_drop_fraction: float = 0.005, drop_decay: str = "cosine", begin: float = 0.0,
+                end: float = 0.75, **options) -> SparsityCallback:
+        """Dynamic (or, with ``update_interval=None``, static) sparse training. The update schedule is placed on
+        fit's total steps (:meth:`UpdateSchedule.for_training`: updates every ``update_interval`` steps from
+        ``begin`` to ``end`` of training, replacing ``drop_fraction`` of each layer's weights, decayed by
+        ``drop_decay`` to ``final_drop_fraction``); other options as :class:`DynamicSparsity`."""
+
+        def build(model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> DynamicSparsity:
+            schedule = None if update_interval is None else UpdateSchedule.for_training(
+                steps, interval=update_interval, end=end, begin=begin, initial=drop_fraction,
+                final=final_drop_fraction, decay=drop_decay)
+            return DynamicSparsity(model, opt, density, schedule=schedule, total_steps=steps,
+                                   update_interval=update_interval, **options)
+
+        return cls(build)
 
     @classmethod
     def gradual(cls, density: float, **options) -> SparsityCallback:

@@ -32,7 +32,7 @@ from torch import nn
 from modelsafe._checks import check_choice, check_density, check_fraction
 from modelsafe.errors import ModelsafeError
 from modelsafe.sparse.distribution import exact_counts, layer_densities, target_count
-from modelsafe.sparse.layers import PRUNABLE_TYPES, SparseLayer, select_layers
+from modelsafe.sparse.layers import ALL_PRUNABLE, LayerSelection, SparseLayer
 from modelsafe.sparse.masks import MaskedWeights
 from modelsafe.sparse.rules import GROW_RULES, PRUNE_RULES, LayerView, Strategy, pick
 from modelsafe.sparse.schedule import UpdateSchedule
@@ -88,24 +88,18 @@ class DynamicSparsity:
         model: the network whose conv/linear weights are made sparse.
         optimizer: it must hold every sparse weight of ``model``.
         density: fraction of the sparse layers' weights kept, in (0, 1].
-        total_steps: optimizer steps of the whole run; places the schedule's ``begin``/``end`` fractions.
-        update_interval: steps between mask updates (``None``: static masks, no updates).
+        schedule: when masks are updated and how many weights each update replaces (see
+            :meth:`UpdateSchedule.for_training`); ``None``: RigL's schedule from the two shorthands below.
+        total_steps: optimizer steps of the whole run (for the shorthand schedule).
+        update_interval: steps between mask updates of the shorthand schedule (``None``: static masks).
+        layers: which layers are sparse (:class:`LayerSelection`; default every conv/linear weight).
         distribution: ``erk`` (default), ``er`` or ``uniform`` per-layer densities.
         erk_power: exponent that scales the ERK densities.
         prune: the prune rule of the update (see :mod:`.rules`); default ``magnitude`` (RigL).
         grow: the grow rule; default ``gradient`` (RigL).
-        drop_fraction: the share of each layer's active weights replaced at the first update (default 0.5).
-        final_drop_fraction: the share at the end of the schedule (default 0.005).
-        drop_decay: how the share decays between them (``cosine``, default).
-        begin: fraction of training at which updates begin (default 0).
-        end: fraction of training after which updates stop (default 0.75).
-        schedule: a ready :class:`UpdateSchedule` instead of the six settings above.
         strategies: the candidates proposed at each update (default: the one ``prune``/``grow``).
         selector: ``selector(candidates, engine) -> Candidate | index`` picks one of several candidates.
         auto_update: False leaves scheduled updates to the caller (``update_due()`` + ``propose``/``apply``).
-        dense_first: keep the first sparse-able layer dense.
-        dense_layers: names of further modules or parameters kept dense (see :func:`select_layers`).
-        layer_types: the module types whose weights are made sparse.
         init: ``random`` initial positions, or ``magnitude`` (keep the largest current weights).
         track_momentum: keep a moving average of dense gradients for ``momentum`` growth (default: on when a
             strategy grows by momentum).
@@ -116,15 +110,12 @@ class DynamicSparsity:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, density: float, *,
-                 total_steps: int | None = None, update_interval: int | None = 100, distribution: str = "erk",
-                 erk_power: float = 1.0, prune: str = "magnitude", grow: str = "gradient",
-                 drop_fraction: float = 0.5, final_drop_fraction: float = 0.005, drop_decay: str = "cosine",
-                 begin: float = 0.0, end: float = 0.75, schedule: UpdateSchedule | None = None,
+                 schedule: UpdateSchedule | None = None, total_steps: int | None = None,
+                 update_interval: int | None = 100, layers: LayerSelection = ALL_PRUNABLE,
+                 distribution: str = "erk", erk_power: float = 1.0, prune: str = "magnitude", grow: str = "gradient",
                  strategies: Sequence[Strategy | tuple | str] | None = None, selector: Selector | None = None,
-                 auto_update: bool = True, dense_first: bool = False, dense_layers: Sequence[str] = (),
-                 layer_types: Sequence[type[nn.Module]] = PRUNABLE_TYPES, init: str = "random",
-                 track_momentum: bool | None = None, momentum_beta: float = 0.9, capture_gradients: bool = False,
-                 seed: int = 0):
+                 auto_update: bool = True, init: str = "random", track_momentum: bool | None = None,
+                 momentum_beta: float = 0.9, capture_gradients: bool = False, seed: int = 0):
         self.density = check_density(density)
         check_choice("init", init, INITS)
         check_fraction("momentum_beta", momentum_beta, closed_high=False)
@@ -137,9 +128,8 @@ class DynamicSparsity:
             raise ModelsafeError("several strategies need a selector to choose among their candidates")
         self.selector = selector
         self.auto_update = auto_update
-        self.schedule = schedule or self._make_schedule(total_steps, update_interval, drop_fraction,
-                                                        final_drop_fraction, drop_decay, begin, end)
-        layers = select_layers(model, layer_types=layer_types, dense_first=dense_first, dense_layers=dense_layers)
+        self.schedule = schedule or self._default_schedule(total_steps, update_interval)
+        layers = layers.select(model)
         self.target_densities = layer_densities({layer.name: layer.shape for layer in layers}, density,
                                                 distribution, erk_power)
         total = sum(layer.numel for layer in layers)
@@ -165,15 +155,16 @@ class DynamicSparsity:
         self.fired = {name: mask.clone() for name, mask in self.masked.masks.items()}
 
     @staticmethod
-    def _make_schedule(total_steps, interval, initial, final, decay, begin, end) -> UpdateSchedule | None:
+    def _default_schedule(total_steps: int | None, interval: int | None) -> UpdateSchedule | None:
+        """RigL's schedule (cosine 0.5 → 0.005 from the start to 75% of ``total_steps``) every ``interval``
+        steps; None (static masks) without an interval."""
         if interval is None:
             return None
         if total_steps is None:
             raise ModelsafeError("total_steps is needed to place the mask-update schedule (its end defaults to "
                                  "75% of training); pass total_steps=, schedule=, or update_interval=None for "
                                  "static masks")
-        return UpdateSchedule.for_training(total_steps, interval=interval, end=end, begin=begin, initial=initial,
-                                           final=final, decay=decay)
+        return UpdateSchedule.for_training(total_steps, interval=interval)
 
     # -- the training-loop side ------------------------------------------------------------------------
     @property

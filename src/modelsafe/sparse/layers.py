@@ -60,3 +60,25 @@ def select_layers(model: nn.Module, *, layer_types: Sequence[type[nn.Module]] = 
     if not layers:
         raise ModelsafeError("every prunable layer is kept dense; nothing is left to sparsify")
     return layers
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """Which layers a sparse engine masks: the weights of every module of ``types``, except the first such
+    layer when ``dense_first`` and the modules or parameters named in ``dense_layers``."""
+
+    types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES
+    dense_first: bool = False
+    dense_layers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "types", tuple(self.types))
+        object.__setattr__(self, "dense_layers", tuple(self.dense_layers))
+
+    def select(self, model: nn.Module) -> list[SparseLayer]:
+        """The sparse layers of ``model`` (:func:`select_layers`)."""
+        return select_layers(model, layer_types=self.types, dense_first=self.dense_first,
+                             dense_layers=self.dense_layers)
+
+
+ALL_PRUNABLE = LayerSelection()  # every conv/linear weight sparse (the default of the engines)
