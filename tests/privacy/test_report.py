@@ -11,7 +11,7 @@ from modelsafe.commands.audit import audit as audit_command
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy import MIAReport, audit, create_mia
-from modelsafe.privacy.references import FitTrainer
+from modelsafe.privacy.references import FitTrainer, ReferenceModels
 from modelsafe.report import write_audit_report
 from modelsafe.training import TrainConfig, fit
 from modelsafe.workflows import init_model, train_run
@@ -101,3 +101,16 @@ def test_audit_command_on_a_run_folder(tmp_path):
     assert "task accuracy (test)" in report and "## rmia" in report
     bad = CliRunner().invoke(app, ["--run", str(run), "--attacks", "nope", "--no-progress"])
     assert bad.exit_code != 0 and "unknown membership attack 'nope'" in str(bad.exception)
+
+
+def test_audit_trains_online_references_once_and_reuses_them(digits_target, tmp_path, monkeypatch):
+    model, data, split = digits_target
+    kwargs = dict(options={"lira-online": {"num_models": 2}}, model_factory=lambda s: init_model("mlp", data, 0.5, s),
+                  trainer=FitTrainer(TRAIN, device="cpu"), n_bootstrap=0, out_dir=tmp_path, device="cpu",
+                  progress=False)
+    first = audit(model, data, split, ["lira-online"], **kwargs)["lira-online"]
+    assert (tmp_path / "references-online" / "ref-1.safetensors").is_file()
+    monkeypatch.setattr(ReferenceModels, "_train_subsets", lambda *a, **k: pytest.fail("trained again"))
+    second = audit(model, data, split, ["lira-online"], **kwargs)["lira-online"]
+    np.testing.assert_array_equal(first.scores, second.scores)
+    assert first.details["num_models"] == 2 and first.auc > 0.5

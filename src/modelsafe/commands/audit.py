@@ -29,7 +29,8 @@ def audit(
                                                 "attacker data) or 'eval' (the papers' optimistic best-on-evaluation"
                                                 ").")] = "validation",
     reference_models: Annotated[int, typer.Option(help="Reference/shadow models for shadow, lira, rmia (trained "
-                                                       "like the target on population data).")] = 4,
+                                                       "like the target on population data) and lira-online "
+                                                       "(even: half IN, half OUT for every scored sample).")] = 4,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals (0: none).")]
     = 1000,
     out: Annotated[str | None, typer.Option(help="Report folder (default <run>/audit).")] = None,
@@ -43,7 +44,8 @@ def audit(
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ModelsafeError("--attacks is empty")
-    options = attack_options(names, per_class=per_class, attack_epochs=attack_epochs, select_on=select_on)
+    options = attack_options(names, per_class=per_class, attack_epochs=attack_epochs, select_on=select_on,
+                             reference_models=reference_models)
     reports, path = audit_run(run, names, options=options, reference_models=reference_models, bootstrap=bootstrap,
                               out=out, seed=seed, device=device, data_root=data_root, progress=progress)
     width_col = max(len(k) for k in reports)

@@ -23,6 +23,7 @@ from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.learned import LearnedAttack
+from modelsafe.privacy.lira_online import OnlineLiRAAttack
 from modelsafe.privacy.references import (
     FitTrainer,
     ModelFactory,
@@ -73,6 +74,11 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
                                                reference_train_size, out_dir, dev, seed, progress)
         for attack in needs_refs:
             attack.references = refs
+    for attack in built:
+        if isinstance(attack, OnlineLiRAAttack) and attack.references is None:
+            attack.references = _online_reference_models(dataset, split, attack.model_factory or model_factory,
+                                                         attack.trainer or trainer, attack.num_models, out_dir, dev,
+                                                         seed, progress)
 
     reports: dict[str, MIAReport] = {}
     with eval_mode(model):
@@ -140,4 +146,33 @@ def _reference_models(dataset: Dataset, split: MembershipSplit, model_factory: M
                                  seed=derive_seed(seed, "audit-references"), progress=progress)
     if cache is not None:
         refs.save(cache, fingerprint)
+    return refs
+
+
+ONLINE_SETS = ("attack_known_members", "attack_reference", "eval_members", "eval_nonmembers", "population")
+
+
+def _online_reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None,
+                             trainer: Trainer | None, num_models: int, out_dir: str | os.PathLike | None,
+                             device: torch.device, seed: int, progress: bool) -> ReferenceModels:
+    """Reference models for online attacks: every sample the attacks fit on or score, plus the population, is
+    IN for exactly half of ``num_models`` models (:meth:`ReferenceModels.train_balanced`); cached in
+    ``out_dir/references-online`` under a fingerprint of the settings and sample indices."""
+    if model_factory is None:
+        raise ModelsafeError("lira-online trains reference models: pass model_factory= (seed -> fresh model of the "
+                             "target's architecture)")
+    ids = torch.cat([split[name] for name in ONLINE_SETS])
+    population = dataset.pool().subset(ids)
+    trainer = trainer or FitTrainer(device=device)
+    fingerprint = {"seed": seed, "num_models": num_models, "design": "balanced halves",
+                   "trainer": trainer_fingerprint(trainer), "samples": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
+    cache = Path(out_dir) / "references-online" if out_dir is not None else None
+    refs = ReferenceModels.load(cache, population, model_factory, fingerprint) if cache is not None else None
+    if refs is None:
+        refs = ReferenceModels.train_balanced(population, model_factory, trainer, num_models=num_models,
+                                              seed=derive_seed(seed, "audit-online-references"), progress=progress)
+        if cache is not None:
+            refs.save(cache, fingerprint)
+    for m in refs.models:
+        m.to(device)
     return refs

@@ -36,7 +36,8 @@ def as_samples(data: Samples, name: str) -> TensorData:
     return out
 
 
-def _digests(data: TensorData) -> list[bytes]:
+def sample_digests(data: TensorData) -> list[bytes]:
+    """One 16-byte digest per sample of its input and label (identical samples share a digest)."""
     x = data.x.detach().cpu().contiguous().reshape(len(data), -1).numpy()
     y = data.y.cpu().numpy()
     return [hashlib.blake2b(row.tobytes() + int(label).to_bytes(8, "little", signed=True), digest_size=16).digest()
@@ -45,7 +46,7 @@ def _digests(data: TensorData) -> list[bytes]:
 
 def check_disjoint(members: TensorData, nonmembers: TensorData, what: str) -> None:
     """Members and non-members must not share a sample (identical input and label)."""
-    shared = set(_digests(members)) & set(_digests(nonmembers))
+    shared = set(sample_digests(members)) & set(sample_digests(nonmembers))
     if shared:
         raise ModelsafeError(f"{what}: {len(shared)} sample(s) appear among both the members and the non-members; "
                              "membership sets must be disjoint")

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from modelsafe._checks import check_positive_int
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
-from modelsafe.privacy.inputs import Samples, as_samples, target_device, target_logits
+from modelsafe.privacy.inputs import Samples, as_samples, sample_digests, target_device, target_logits
 from modelsafe.storage.io import load_weights, save_weights, write_json
 from modelsafe.training import TrainConfig, fit
 from modelsafe.utils import derive_seed, make_generator
@@ -76,17 +76,49 @@ class ReferenceModels:
         if not isinstance(train_size, int) or not 1 <= train_size < n:
             raise ModelsafeError(f"reference train_size must be an integer in [1, {n - 1}] (population has {n} "
                                  f"samples), got {train_size!r}")
+        gen = make_generator(derive_seed(seed, "reference-subsets"))
+        subsets = [torch.randperm(n, generator=gen)[:train_size] for _ in range(num_models)]
+        return cls._train_subsets(population, subsets, model_factory, trainer, seed, progress)
+
+    @classmethod
+    def train_balanced(cls, population: Samples, model_factory: ModelFactory, trainer: Trainer | None = None, *,
+                       num_models: int = 16, seed: int = 0, progress: bool = False) -> ReferenceModels:
+        """The online design of LiRA and RMIA: ``num_models`` (even) models such that every sample of
+        ``population`` is in the training set of exactly half of them (IN) and out of the other half (OUT)."""
+        population = as_samples(population, "population")
+        if not isinstance(num_models, int) or num_models < 2 or num_models % 2:
+            raise ModelsafeError(f"online reference models come in IN/OUT halves: num_models must be an even "
+                                 f"integer >= 2, got {num_models!r}")
+        gen = make_generator(derive_seed(seed, "online-in-masks"))
+        masks = torch.rand(num_models, len(population), generator=gen).argsort(dim=0) < num_models // 2
+        subsets = [m.nonzero().squeeze(1) for m in masks]
+        return cls._train_subsets(population, subsets, model_factory, trainer, seed, progress)
+
+    @classmethod
+    def _train_subsets(cls, population: TensorData, subsets: list[torch.Tensor], model_factory: ModelFactory,
+                       trainer: Trainer | None, seed: int, progress: bool) -> ReferenceModels:
+        """Model j built by ``model_factory(seed_j)`` and trained on ``population.subset(subsets[j])``."""
         trainer = trainer or FitTrainer()
         start = time.perf_counter()
-        gen = make_generator(derive_seed(seed, "reference-subsets"))
-        models, masks = [], torch.zeros(num_models, n, dtype=torch.bool)
-        for j in tqdm(range(num_models), desc="reference models", unit="model", disable=not progress):
-            idx = torch.randperm(n, generator=gen)[:train_size]
-            masks[j, idx] = True
+        models, masks = [], torch.zeros(len(subsets), len(population), dtype=torch.bool)
+        for j in tqdm(range(len(subsets)), desc="reference models", unit="model", disable=not progress):
+            masks[j, subsets[j]] = True
             model = model_factory(derive_seed(seed, "reference-init", j))
-            trainer(model, population.subset(idx), derive_seed(seed, "reference-train", j))
+            trainer(model, population.subset(subsets[j]), derive_seed(seed, "reference-train", j))
             models.append(model.eval())
         return cls(models, population, masks, time.perf_counter() - start)
+
+    def columns(self, data: TensorData, what: str) -> torch.Tensor:
+        """(N,) the position in :attr:`population` of each sample of ``data`` (same input and label); a sample
+        the population lacks is an error naming ``what``."""
+        where = {d: i for i, d in enumerate(sample_digests(self.population))}
+        cols = [where.get(d, -1) for d in sample_digests(data)]
+        missing = sum(c < 0 for c in cols)
+        if missing:
+            raise ModelsafeError(f"{what}: {missing} of {len(cols)} samples are not in the reference models' "
+                                 "population, so no model has them IN or OUT (online attacks need reference "
+                                 "models trained on halves of a population that holds every scored sample)")
+        return torch.tensor(cols, dtype=torch.long)
 
     def logits(self, data: TensorData, what: str, batch_size: int = 512,
                device: torch.device | None = None) -> torch.Tensor:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.learned import BlackBoxNNAttack, WhiteBoxAttack
 from modelsafe.privacy.lira import LiRAAttack
+from modelsafe.privacy.lira_online import OnlineLiRAAttack
 from modelsafe.privacy.metric_attacks import SIGNALS, MetricAttack
 from modelsafe.privacy.rmia import RMIAAttack
 from modelsafe.privacy.shadow import ShadowAttack
@@ -24,7 +25,7 @@ class MIAEntry:
     @property
     def needs_references(self) -> bool:
         """Whether the attack trains (or needs) reference/shadow models on population data."""
-        return self.family in ("shadow", "reference")
+        return self.family in ("shadow", "reference", "online")
 
 
 MIAS: Registry[MIAEntry] = Registry("membership attack")
@@ -44,6 +45,8 @@ register_mia("whitebox", "learned", "SafeCompress WMIA: logits, loss, label, las
 register_mia("shadow", "shadow", "Shokri shadow models; global or per-class attack model", ShadowAttack)
 register_mia("lira", "reference", "offline LiRA with k reference models (fixed or per-sample variance)", LiRAAttack)
 register_mia("rmia", "reference", "offline RMIA with k reference models", RMIAAttack)
+register_mia("lira-online", "online", "online LiRA: IN and OUT reference models per sample (Carlini et al. 2022)",
+             OnlineLiRAAttack)
 
 
 def list_mias(pattern: str | None = None) -> list[str]:

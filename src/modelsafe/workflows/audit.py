@@ -20,7 +20,7 @@ from modelsafe.training import TrainConfig, evaluate
 from modelsafe.utils import resolve_device
 from modelsafe.workflows.targets import init_model, load_target
 
-AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references")
+AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references", "references-online")
 
 
 def _train_config(saved: dict) -> TrainConfig:
@@ -30,9 +30,10 @@ def _train_config(saved: dict) -> TrainConfig:
 
 
 def attack_options(names: list[str], *, per_class: bool = False, attack_epochs: int | None = None,
-                   select_on: str = "validation") -> dict[str, dict]:
+                   select_on: str = "validation", reference_models: int | None = None) -> dict[str, dict]:
     """Per-attack options for :func:`~modelsafe.privacy.audit`: per-class thresholds for the metric attacks,
-    epochs for learned and shadow attacks, epoch selection for learned attacks."""
+    epochs for learned and shadow attacks, epoch selection for learned attacks, the number of reference models
+    of online attacks (which train their own IN/OUT models)."""
     options: dict[str, dict] = {}
     for name in names:
         entry = mia_entry(name)
@@ -42,6 +43,8 @@ def attack_options(names: list[str], *, per_class: bool = False, attack_epochs: 
             options.setdefault(name, {})["epochs"] = attack_epochs
         if entry.family == "learned":
             options.setdefault(name, {})["select_on"] = select_on
+        if entry.family == "online" and reference_models is not None:
+            options.setdefault(name, {})["num_models"] = reference_models
     return options
 
 
@@ -64,7 +67,7 @@ def audit_run(run: str | os.PathLike, attacks: list[str] | tuple[str, ...] = DEF
     trainer = FitTrainer(_train_config(cfg.get("train", {})), device=dev)
     width = cfg.get("width", 1.0)
     out_dir = Path(out) if out is not None else Path(run) / "audit"
-    with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references",)):
+    with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references", "references-online")):
         reports = audit(model, data, split, names, options=options,
                         model_factory=lambda s: init_model(cfg["model"], data, width, s), trainer=trainer,
                         num_reference_models=reference_models, n_bootstrap=bootstrap, out_dir=out_dir,

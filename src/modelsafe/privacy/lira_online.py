@@ -1,0 +1,113 @@
+"""``lira-online``: the online Likelihood Ratio Attack (Carlini et al., "Membership Inference Attacks From First
+Principles", S&P 2022), with reference models trained on random halves of a population that holds every scored
+sample, so that each sample has IN models (trained on it) and OUT models (not).
+
+For a sample (x, y): φ = log(p_y / (1 − p_y)) of the target and of each reference model. The IN and OUT values
+of the sample are each summarised by a Gaussian, centred at their median (as the LiRA code does; the mean by
+option), and the score is the log-likelihood ratio
+
+    score = log N(φ_target; μ_in, σ_in²) − log N(φ_target; μ_out, σ_out²).
+
+``fixed_variance=True`` (the default; the strongest variant with few reference models) uses one σ_in and one
+σ_out for all samples: the standard deviation of all IN (OUT) values pooled over the attacker-known samples;
+otherwise σ is per sample (needs at least 2 IN and 2 OUT models per sample). The decision threshold is chosen
+on the attacker-known members and non-members.
+
+Departure: no query augmentations (the LiRA code averages the ratio over flipped and shifted queries)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelsafe._checks import check_choice
+from modelsafe.errors import ModelsafeError
+from modelsafe.privacy.base import MembershipAttack
+from modelsafe.privacy.inputs import target_device, target_logits
+from modelsafe.privacy.metrics import best_threshold
+from modelsafe.privacy.references import ModelFactory, ReferenceModels, Trainer
+from modelsafe.privacy.signals import scaled_logit
+
+MIN_SIGMA = 1e-6
+CENTRES = ("median", "mean")
+
+
+class OnlineLiRAAttack(MembershipAttack):
+    """Online LiRA. ``references``: :class:`ReferenceModels` whose population holds every sample the attack
+    is fitted on or scores (e.g. from :meth:`ReferenceModels.train_balanced`); :func:`modelsafe.privacy.audit`
+    trains them with ``model_factory`` / ``trainer`` (``num_models``, even) when they are not given."""
+
+    name = "lira-online"
+
+    def __init__(self, *, references: ReferenceModels | None = None, model_factory: ModelFactory | None = None,
+                 trainer: Trainer | None = None, num_models: int = 16, fixed_variance: bool = True,
+                 center: str = "median", **common):
+        super().__init__(**common)
+        if not isinstance(num_models, int) or num_models < 2 or num_models % 2:
+            raise ModelsafeError(f"lira-online: num_models must be an even integer >= 2 (IN and OUT halves), "
+                                 f"got {num_models!r}")
+        self.references = references
+        self.model_factory, self.trainer, self.num_models = model_factory, trainer, num_models
+        self.fixed_variance = bool(fixed_variance)
+        self.center = check_choice("center", center, CENTRES)
+        self.sigma_: tuple[float, float] | None = None
+
+    @property
+    def label(self) -> str:
+        parts = ([] if self.fixed_variance else ["per-sample variance"]) + ([] if self.center == "median" else ["mean"])
+        return f"{self.name} ({', '.join(parts)})" if parts else self.name
+
+    def describe(self) -> dict:
+        refs = self.references
+        return {"name": self.name, "family": "online", "fixed_variance": self.fixed_variance, "center": self.center,
+                "sigma_in_out": self.sigma_, "num_models": len(refs) if refs is not None else self.num_models,
+                "reference_seconds": refs.train_seconds if refs is not None else None}
+
+    def _values(self, target: nn.Module, data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """φ of the target (N,), of every reference model (k, N), and whether each model had each sample IN."""
+        if self.references is None:
+            raise ModelsafeError("lira-online needs reference models trained on halves of a population that holds "
+                                 "the scored samples: pass references= (ReferenceModels.train_balanced) or run it "
+                                 "through modelsafe.privacy.audit with model_factory=")
+        dev = target_device(target, self.device)
+        logits = target_logits(target, data, what, batch_size=self.inference_batch_size, device=dev)
+        self._check_classes(logits.shape[1])
+        self.num_classes_ = logits.shape[1]
+        inside = self.references.in_masks[:, self.references.columns(data, what)].numpy()
+        ref = self.references.logits(data, what, self.inference_batch_size, dev)
+        ref_phi = torch.stack([scaled_logit(r, data.y) for r in ref]).numpy()
+        need = 2 if not self.fixed_variance else 1
+        if (inside.sum(0) < need).any() or ((~inside).sum(0) < need).any():
+            raise ModelsafeError(f"lira-online: every scored sample needs at least {need} IN and {need} OUT "
+                                 "reference models")
+        return scaled_logit(logits, data.y).numpy(), ref_phi, inside
+
+    def _centre(self, values: np.ndarray) -> np.ndarray:
+        return np.nanmedian(values, axis=0) if self.center == "median" else np.nanmean(values, axis=0)
+
+    def _llr(self, phi: np.ndarray, ref_phi: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        dat_in, dat_out = np.where(inside, ref_phi, np.nan), np.where(inside, np.nan, ref_phi)
+        mu_in, mu_out = self._centre(dat_in), self._centre(dat_out)
+        if self.fixed_variance:
+            sd_in, sd_out = self.sigma_
+        else:
+            sd_in = np.maximum(np.nanstd(dat_in, axis=0), MIN_SIGMA)
+            sd_out = np.maximum(np.nanstd(dat_out, axis=0), MIN_SIGMA)
+        return _log_normal(phi, mu_in, sd_in) - _log_normal(phi, mu_out, sd_out)
+
+    def _fit(self, target: nn.Module, members, nonmembers) -> None:
+        phi_m, ref_m, in_m = self._values(target, members, "known_members")
+        phi_u, ref_u, in_u = self._values(target, nonmembers, "known_nonmembers")
+        ref, inside = np.concatenate([ref_m, ref_u], axis=1), np.concatenate([in_m, in_u], axis=1)
+        self.sigma_ = (max(float(np.std(ref[inside])), MIN_SIGMA), max(float(np.std(ref[~inside])), MIN_SIGMA))
+        m, u = self._llr(phi_m, ref_m, in_m), self._llr(phi_u, ref_u, in_u)
+        self.threshold_ = best_threshold(np.r_[m, u], np.r_[np.ones(m.size), np.zeros(u.size)])
+
+    def _score(self, target: nn.Module, data) -> np.ndarray:
+        return self._llr(*self._values(target, data, "data"))
+
+
+def _log_normal(x: np.ndarray, mu: np.ndarray, sigma) -> np.ndarray:
+    """log N(x; mu, sigma²), elementwise."""
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
