@@ -87,7 +87,7 @@ def test_same_seed_same_scores(memorised):
 
 def test_registry():
     assert list_mias() == sorted(["blackbox-nn", "confidence", "correctness", "entropy", "lira", "lira-online", "loss",
-                                  "modified-entropy", "rmia", "shadow", "whitebox"])
+                                  "modified-entropy", "rmia", "rmia-online", "shadow", "whitebox"])
     assert create_mia("entropy", per_class=True).label == "entropy (per-class)"
     assert create_mia("blackbox-nn", prediction="logits").label == "blackbox-nn (logits)"
     with pytest.raises(UnknownNameError, match="valid names"):

@@ -105,12 +105,18 @@ def test_audit_command_on_a_run_folder(tmp_path):
 
 def test_audit_trains_online_references_once_and_reuses_them(digits_target, tmp_path, monkeypatch):
     model, data, split = digits_target
-    kwargs = dict(options={"lira-online": {"num_models": 2}}, model_factory=lambda s: init_model("mlp", data, 0.5, s),
+    kwargs = dict(options={"lira-online": {"num_models": 2}, "rmia-online": {"num_models": 2}}, model_factory=lambda s: init_model("mlp", data, 0.5, s),
                   trainer=FitTrainer(TRAIN, device="cpu"), n_bootstrap=0, out_dir=tmp_path, device="cpu",
                   progress=False)
-    first = audit(model, data, split, ["lira-online"], **kwargs)["lira-online"]
+    trained = []
+    real = ReferenceModels._train_subsets.__func__
+    monkeypatch.setattr(ReferenceModels, "_train_subsets",
+                        classmethod(lambda cls, *a: trained.append(1) or real(cls, *a)))
+    reports = audit(model, data, split, ["lira-online", "rmia-online"], **kwargs)
+    first = reports["lira-online"]
+    assert len(trained) == 1 and reports["rmia-online"].details["num_models"] == 2  # one set of models, shared
     assert (tmp_path / "references-online" / "ref-1.safetensors").is_file()
     monkeypatch.setattr(ReferenceModels, "_train_subsets", lambda *a, **k: pytest.fail("trained again"))
-    second = audit(model, data, split, ["lira-online"], **kwargs)["lira-online"]
+    second = audit(model, data, split, ["lira-online", "rmia-online"], **kwargs)["lira-online"]
     np.testing.assert_array_equal(first.scores, second.scores)
     assert first.details["num_models"] == 2 and first.auc > 0.5

@@ -23,7 +23,7 @@ from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.learned import LearnedAttack
-from modelsafe.privacy.lira_online import OnlineLiRAAttack
+from modelsafe.privacy.online import OnlineReferenceAttack
 from modelsafe.privacy.references import (
     FitTrainer,
     ModelFactory,
@@ -74,11 +74,14 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
                                                reference_train_size, out_dir, dev, seed, progress)
         for attack in needs_refs:
             attack.references = refs
+    online: dict[int, ReferenceModels] = {}  # one set of IN/OUT models per model count, shared by the attacks
     for attack in built:
-        if isinstance(attack, OnlineLiRAAttack) and attack.references is None:
-            attack.references = _online_reference_models(dataset, split, attack.model_factory or model_factory,
-                                                         attack.trainer or trainer, attack.num_models, out_dir, dev,
-                                                         seed, progress)
+        if isinstance(attack, OnlineReferenceAttack) and attack.references is None:
+            if attack.num_models not in online:
+                online[attack.num_models] = _online_reference_models(
+                    dataset, split, attack.model_factory or model_factory, attack.trainer or trainer,
+                    attack.num_models, out_dir, dev, seed, progress)
+            attack.references = online[attack.num_models]
 
     reports: dict[str, MIAReport] = {}
     with eval_mode(model):
@@ -159,8 +162,8 @@ def _online_reference_models(dataset: Dataset, split: MembershipSplit, model_fac
     IN for exactly half of ``num_models`` models (:meth:`ReferenceModels.train_balanced`); cached in
     ``out_dir/references-online`` under a fingerprint of the settings and sample indices."""
     if model_factory is None:
-        raise ModelsafeError("lira-online trains reference models: pass model_factory= (seed -> fresh model of the "
-                             "target's architecture)")
+        raise ModelsafeError("online attacks (lira-online, rmia-online) train reference models: pass model_factory= "
+                             "(seed -> fresh model of the target's architecture)")
     ids = torch.cat([split[name] for name in ONLINE_SETS])
     population = dataset.pool().subset(ids)
     trainer = trainer or FitTrainer(device=device)

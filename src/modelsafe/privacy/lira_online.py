@@ -23,32 +23,21 @@ from torch import nn
 
 from modelsafe._checks import check_choice
 from modelsafe.errors import ModelsafeError
-from modelsafe.privacy.base import MembershipAttack
-from modelsafe.privacy.inputs import target_device, target_logits
 from modelsafe.privacy.metrics import best_threshold
-from modelsafe.privacy.references import ModelFactory, ReferenceModels, Trainer
+from modelsafe.privacy.online import OnlineReferenceAttack
 from modelsafe.privacy.signals import scaled_logit
 
 MIN_SIGMA = 1e-6
 CENTRES = ("median", "mean")
 
 
-class OnlineLiRAAttack(MembershipAttack):
-    """Online LiRA. ``references``: :class:`ReferenceModels` whose population holds every sample the attack
-    is fitted on or scores (e.g. from :meth:`ReferenceModels.train_balanced`); :func:`modelsafe.privacy.audit`
-    trains them with ``model_factory`` / ``trainer`` (``num_models``, even) when they are not given."""
+class OnlineLiRAAttack(OnlineReferenceAttack):
+    """Online LiRA (see the module docstring); reference models as :class:`OnlineReferenceAttack`."""
 
     name = "lira-online"
 
-    def __init__(self, *, references: ReferenceModels | None = None, model_factory: ModelFactory | None = None,
-                 trainer: Trainer | None = None, num_models: int = 16, fixed_variance: bool = True,
-                 center: str = "median", **common):
-        super().__init__(**common)
-        if not isinstance(num_models, int) or num_models < 2 or num_models % 2:
-            raise ModelsafeError(f"lira-online: num_models must be an even integer >= 2 (IN and OUT halves), "
-                                 f"got {num_models!r}")
-        self.references = references
-        self.model_factory, self.trainer, self.num_models = model_factory, trainer, num_models
+    def __init__(self, *, fixed_variance: bool = True, center: str = "median", **options):
+        super().__init__(**options)
         self.fixed_variance = bool(fixed_variance)
         self.center = check_choice("center", center, CENTRES)
         self.sigma_: tuple[float, float] | None = None
@@ -59,28 +48,18 @@ class OnlineLiRAAttack(MembershipAttack):
         return f"{self.name} ({', '.join(parts)})" if parts else self.name
 
     def describe(self) -> dict:
-        refs = self.references
-        return {"name": self.name, "family": "online", "fixed_variance": self.fixed_variance, "center": self.center,
-                "sigma_in_out": self.sigma_, "num_models": len(refs) if refs is not None else self.num_models,
-                "reference_seconds": refs.train_seconds if refs is not None else None}
+        return {"name": self.name, "fixed_variance": self.fixed_variance, "center": self.center,
+                "sigma_in_out": self.sigma_, **self.reference_details()}
 
     def _values(self, target: nn.Module, data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """φ of the target (N,), of every reference model (k, N), and whether each model had each sample IN."""
-        if self.references is None:
-            raise ModelsafeError("lira-online needs reference models trained on halves of a population that holds "
-                                 "the scored samples: pass references= (ReferenceModels.train_balanced) or run it "
-                                 "through modelsafe.privacy.audit with model_factory=")
-        dev = target_device(target, self.device)
-        logits = target_logits(target, data, what, batch_size=self.inference_batch_size, device=dev)
-        self._check_classes(logits.shape[1])
-        self.num_classes_ = logits.shape[1]
-        inside = self.references.in_masks[:, self.references.columns(data, what)].numpy()
-        ref = self.references.logits(data, what, self.inference_batch_size, dev)
-        ref_phi = torch.stack([scaled_logit(r, data.y) for r in ref]).numpy()
+        logits, refs, inside = self.online_logits(target, data, what)
+        inside = inside.numpy()
         need = 2 if not self.fixed_variance else 1
         if (inside.sum(0) < need).any() or ((~inside).sum(0) < need).any():
             raise ModelsafeError(f"lira-online: every scored sample needs at least {need} IN and {need} OUT "
                                  "reference models")
+        ref_phi = torch.stack([scaled_logit(r, data.y) for r in refs]).numpy()
         return scaled_logit(logits, data.y).numpy(), ref_phi, inside
 
     def _centre(self, values: np.ndarray) -> np.ndarray:

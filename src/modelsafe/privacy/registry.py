@@ -11,6 +11,7 @@ from modelsafe.privacy.lira import LiRAAttack
 from modelsafe.privacy.lira_online import OnlineLiRAAttack
 from modelsafe.privacy.metric_attacks import SIGNALS, MetricAttack
 from modelsafe.privacy.rmia import RMIAAttack
+from modelsafe.privacy.rmia_online import OnlineRMIAAttack
 from modelsafe.privacy.shadow import ShadowAttack
 from modelsafe.registry import Registry
 
@@ -47,6 +48,8 @@ register_mia("lira", "reference", "offline LiRA with k reference models (fixed o
 register_mia("rmia", "reference", "offline RMIA with k reference models", RMIAAttack)
 register_mia("lira-online", "online", "online LiRA: IN and OUT reference models per sample (Carlini et al. 2022)",
              OnlineLiRAAttack)
+register_mia("rmia-online", "online", "online RMIA: likelihood ratio against IN and OUT reference models "
+             "(Zarifzadeh et al. 2024)", OnlineRMIAAttack)
 
 
 def list_mias(pattern: str | None = None) -> list[str]:

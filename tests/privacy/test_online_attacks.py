@@ -1,5 +1,6 @@
-"""Online LiRA: the score is the IN/OUT Gaussian log-likelihood ratio computed by hand; IN and OUT models never
-share a sample's role; on a memorising target it beats the offline attacks, and shuffled in-masks destroy it."""
+"""Online LiRA and RMIA: scores equal the formulas computed by hand; IN and OUT models never share a sample's
+role; on a memorising target both find several times the loss attack's TPR at low FPR, and shuffled in-masks
+destroy online LiRA."""
 
 import numpy as np
 import pytest
@@ -65,6 +66,19 @@ def test_scores_equal_the_hand_computed_likelihood_ratio(fixed):
     np.testing.assert_allclose(attack.score(Table(TARGET), DATA), expected(fixed), rtol=1e-6, atol=1e-6)
 
 
+def test_online_rmia_is_the_log_ratio_to_the_mean_reference_probability():
+    y = DATA.y.numpy()
+
+    def prob(logits):
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        return p[np.arange(len(y)), y]
+
+    expected_scores = np.log(prob(TARGET)) - np.log(np.mean([prob(r) for r in REFS], axis=0))
+    attack = create_mia("rmia-online", references=references(), num_models=4)
+    attack.fit(Table(TARGET), DATA.subset([0, 1]), DATA.subset([2, 3]))
+    np.testing.assert_allclose(attack.score(Table(TARGET), DATA), expected_scores, rtol=1e-6, atol=1e-6)
+
+
 def test_mean_centre_by_option_and_the_order_of_samples_does_not_matter():
     attack = OnlineLiRAAttack(references=references(), fixed_variance=False, center="mean", num_models=4)
     attack.fit(Table(TARGET), DATA.subset([0, 1]), DATA.subset([2, 3]))
@@ -122,3 +136,10 @@ def test_detects_memorised_members_and_shuffled_in_masks_destroy_it(memorised, o
     shuffled = ReferenceModels(online_references.models, online_references.population, masks)
     broken = evaluate(OnlineLiRAAttack(references=shuffled, num_models=4), memorised)
     assert broken.auc < 0.6, broken.auc
+
+
+def test_online_rmia_beats_the_loss_attack_at_low_fpr(memorised, online_references):
+    rmia = evaluate(create_mia("rmia-online", references=online_references, num_models=4), memorised)
+    loss = evaluate(MetricAttack("loss"), memorised)
+    assert rmia.auc > loss.auc and rmia.tpr_at_fpr[0.01] > 2 * max(loss.tpr_at_fpr[0.01], 0.01), (
+        rmia.auc, rmia.tpr_at_fpr, loss.auc, loss.tpr_at_fpr)
