@@ -96,3 +96,14 @@ def test_report_rejects_bad_scores():
         MIAReport.from_scores("x", np.array([1.0, np.nan]), np.array([0.0]), threshold=0.5, n_bootstrap=0)
     with pytest.raises(ModelsafeError, match="need members and non-members"):
         MIAReport.from_scores("x", np.array([]), np.array([0.0]), threshold=0.5, n_bootstrap=0)
+
+
+def test_bootstrap_gives_intervals_for_accuracy_and_advantage_without_moving_the_others():
+    rng = np.random.default_rng(4)
+    m, u = rng.normal(0.8, 1, 400), rng.normal(0, 1, 500)
+    r = MIAReport.from_scores("toy", m, u, threshold=0.4, n_bootstrap=400, seed=2)
+    lo, hi = r.intervals["accuracy"]
+    assert lo < r.accuracy < hi and hi - lo < 0.1
+    assert r.intervals["advantage"] == pytest.approx((2 * lo - 1, 2 * hi - 1))
+    plain = bootstrap_intervals(m, u, [0.01], 400, 0.95, 2)  # without a threshold: the same AUC/TPR draws
+    assert plain["auc"] == r.intervals["auc"] and "accuracy" not in plain

@@ -96,12 +96,14 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def bootstrap_intervals(members: np.ndarray, nonmembers: np.ndarray, fpr_levels: Sequence[float],
-                        n_bootstrap: int, confidence: float, seed: int) -> dict[str, tuple[float, float]]:
+                        n_bootstrap: int, confidence: float, seed: int,
+                        threshold: float | None = None) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals for AUC and TPR at each FPR level, resampling members and non-members
-    separately (the class sizes stay fixed). Keys: ``"auc"`` and ``"tpr@<level>"``."""
+    separately (the class sizes stay fixed). Keys: ``"auc"`` and ``"tpr@<level>"``; with the attack's decision
+    ``threshold`` also ``"accuracy"`` (balanced accuracy at that threshold) and ``"advantage"`` (2·accuracy − 1)."""
     rng = np.random.default_rng(seed)
     n1, n0 = members.size, nonmembers.size
-    aucs = np.empty(n_bootstrap)
+    aucs, accs = np.empty(n_bootstrap), np.empty(n_bootstrap)
     tprs = np.empty((len(fpr_levels), n_bootstrap))
     for b in range(n_bootstrap):
         m = members[rng.integers(0, n1, n1)]
@@ -109,11 +111,16 @@ def bootstrap_intervals(members: np.ndarray, nonmembers: np.ndarray, fpr_levels:
         below = np.searchsorted(u, m, side="left")
         ties = np.searchsorted(u, m, side="right") - below
         aucs[b] = (below.sum() + 0.5 * ties.sum()) / (n1 * n0)
+        if threshold is not None:
+            accs[b] = 0.5 * (float(np.mean(m >= threshold)) + float(np.mean(u < threshold)))
         for i, level in enumerate(fpr_levels):
             k = math.floor(level * n0 + 1e-9)
             tprs[i, b] = 1.0 if k >= n0 else float(np.mean(m > u[n0 - 1 - k]))
     lo, hi = 50.0 * (1.0 - confidence), 100.0 - 50.0 * (1.0 - confidence)
     out = {"auc": (float(np.percentile(aucs, lo)), float(np.percentile(aucs, hi)))}
+    if threshold is not None:
+        acc_lo, acc_hi = float(np.percentile(accs, lo)), float(np.percentile(accs, hi))
+        out.update(accuracy=(acc_lo, acc_hi), advantage=(2.0 * acc_lo - 1.0, 2.0 * acc_hi - 1.0))
     for i, level in enumerate(fpr_levels):
         out[fpr_key(level)] = (float(np.percentile(tprs[i], lo)), float(np.percentile(tprs[i], hi)))
     return out

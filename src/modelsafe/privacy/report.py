@@ -34,7 +34,8 @@ class MIAReport:
       optimistic for the attacker).
     - ``auc``; ``tpr_at_fpr``: {level: TPR} for each FPR level (exact: the best TPR with FPR <= level). With
       ``n_nonmembers`` non-members, levels below 1/n_nonmembers coincide with 0.
-    - ``intervals``: percentile-bootstrap intervals for ``"auc"`` and ``"tpr@<level>"`` (empty without bootstrap).
+    - ``intervals``: percentile-bootstrap intervals for ``"accuracy"``, ``"advantage"``, ``"auc"`` and
+      ``"tpr@<level>"`` (empty without bootstrap).
     - ``scores``/``labels`` (N,): per-sample scores (higher = member) and membership (1 = member);
       ``sample_ids`` (N,) optional indices of the samples (e.g. into ``dataset.pool()``).
     - ``fpr``/``tpr``: the full ROC curve.
@@ -77,7 +78,8 @@ class MIAReport:
         labels = np.concatenate([np.ones(m.size, np.int8), np.zeros(u.size, np.int8)])
         fpr, tpr, _ = roc_curve(scores, labels)
         accuracy = 0.5 * (float(np.mean(m >= threshold)) + float(np.mean(u < threshold)))
-        intervals = (bootstrap_intervals(m, u, fpr_levels, n_bootstrap, confidence, seed) if n_bootstrap else {})
+        intervals = (bootstrap_intervals(m, u, fpr_levels, n_bootstrap, confidence, seed, threshold)
+                     if n_bootstrap else {})
         if sample_ids is not None:
             sample_ids = np.asarray(sample_ids, dtype=np.int64).ravel()
             if sample_ids.size != scores.size:

@@ -35,8 +35,9 @@ def _fmt_interval(r: MIAReport, key: str) -> str:
 
 def attack_table(r: MIAReport) -> str:
     conf = f"{100 * r.confidence:g}% CI"
-    rows = [{"metric": "balanced accuracy (threshold from attacker data)", "value": r.accuracy, conf: ""},
-            {"metric": "advantage (2·acc − 1)", "value": r.advantage, conf: ""},
+    rows = [{"metric": "balanced accuracy (threshold from attacker data)", "value": r.accuracy,
+             conf: _fmt_interval(r, "accuracy")},
+            {"metric": "advantage (2·acc − 1)", "value": r.advantage, conf: _fmt_interval(r, "advantage")},
             {"metric": "max advantage (oracle threshold, optimistic)", "value": r.max_advantage, conf: ""},
             {"metric": "AUC", "value": r.auc, conf: _fmt_interval(r, "auc")}]
     for lv, v in r.tpr_at_fpr.items():
