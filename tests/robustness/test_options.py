@@ -33,7 +33,7 @@ USAGE = [
     (["train", "--epochs", "x"], "--epochs"),
     (["attack"], "Missing option '--surrogate'"),
     (["attack", "--surrogate", "r", "--eps"], "requires an argument"),
-    (["audit"], "Missing option '--run'"),
+    (["audit"], "give either --run (a run folder) or --weights"),
     (["audit", "--run", "r", "--bootstrap", "many"], "--bootstrap"),
     (["compress", "--density", "dense"], "--density"),
     (["compress", "--nope", "1"], "No such option"),

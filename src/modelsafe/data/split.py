@@ -193,6 +193,8 @@ class MembershipSplit:
                 raise ModelsafeError(f"split set {name!r} has repeated indices")
         for name in ("members", "validation", "attack_known_members", "attack_reference", "eval_members",
                      "eval_nonmembers"):
+            if name == "validation" and self.spec.validation == 0:  # a split of a model trained elsewhere
+                continue
             if self.sets[name].numel() == 0:
                 raise ModelsafeError(f"split set {name!r} is empty; raise the sizes in the split spec")
         for i, a in enumerate(_DISJOINT):

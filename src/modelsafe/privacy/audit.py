@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from modelsafe._checks import check_positive_int
 from modelsafe.data.info import Dataset
+from modelsafe.data.membership import split_from_membership
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.base import MembershipAttack
@@ -40,14 +41,20 @@ DEFAULT_ATTACKS: tuple[str, ...] = ("correctness", "confidence", "entropy", "mod
                                     "whitebox")
 
 
-def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
-          attacks: Sequence[str | MembershipAttack] = DEFAULT_ATTACKS, *, options: dict[str, dict] | None = None,
+def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = None,
+          attacks: Sequence[str | MembershipAttack] = DEFAULT_ATTACKS, *, members=None, non_members=None,
+          options: dict[str, dict] | None = None,
           model_factory: ModelFactory | None = None, trainer: Trainer | None = None,
           references: ReferenceModels | None = None, num_reference_models: int = 4,
           reference_train_size: int | None = None, n_bootstrap: int = 1000, out_dir: str | os.PathLike | None = None,
           device: str | torch.device | None = None, seed: int = 0, progress: bool = True) -> dict[str, MIAReport]:
     """Attack ``model`` (trained on ``split``'s members of ``dataset``) with each of ``attacks`` and return
     {attack label: report}.
+
+    ``split``: the membership split ``model`` was trained on; for a model trained elsewhere, give instead
+    ``members`` (indices into the train split it was trained on) and optionally ``non_members`` (indices into
+    ``dataset.pool()``; default: every other sample), and the split is drawn from them with ``seed``
+    (:func:`modelsafe.data.split_from_membership`; make it yourself to keep it).
 
     ``attacks``: registered names (see ``list_mias()``) or ready :class:`MembershipAttack` objects (fitted as
     copies: the given objects and ``model``, whose train/eval mode is restored, are left as they came);
@@ -58,7 +65,7 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     ``out_dir`` each report's scores are saved there (``scores/``) and reference models cached
     (``references/``); call :func:`modelsafe.report.write_audit_report` for the Markdown report."""
     check_positive_int("num_reference_models", num_reference_models)
-    split.check_dataset(dataset)
+    split = _resolve_split(dataset, split, members, non_members, seed)
     dev = pick_device(device, model)
     known_m = split.data(dataset, "attack_known_members")
     known_u = split.data(dataset, "attack_reference")
@@ -74,14 +81,7 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
                                                reference_train_size, out_dir, dev, seed, progress)
         for attack in needs_refs:
             attack.references = refs
-    online: dict[int, ReferenceModels] = {}  # one set of IN/OUT models per model count, shared by the attacks
-    for attack in built:
-        if isinstance(attack, OnlineReferenceAttack) and attack.references is None:
-            if attack.num_models not in online:
-                online[attack.num_models] = _online_reference_models(
-                    dataset, split, attack.model_factory or model_factory, attack.trainer or trainer,
-                    attack.num_models, out_dir, dev, seed, progress)
-            attack.references = online[attack.num_models]
+    _attach_online_references(built, dataset, split, model_factory, trainer, out_dir, dev, seed, progress)
 
     reports: dict[str, MIAReport] = {}
     with eval_mode(model):
@@ -99,6 +99,34 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit,
             if out_dir is not None:
                 report.save(Path(out_dir) / "scores")
     return reports
+
+
+def _resolve_split(dataset: Dataset, split: MembershipSplit | None, members, non_members,
+                   seed: int) -> MembershipSplit:
+    """``split``, or one drawn from ``members`` / ``non_members``; checked against ``dataset``."""
+    if split is None:
+        if members is None:
+            raise ModelsafeError("audit needs the target's membership split, or members= (and non_members=)")
+        split = split_from_membership(dataset, members, non_members, seed=seed)
+    elif members is not None or non_members is not None:
+        raise ModelsafeError("give either split= or members=/non_members=, not both")
+    split.check_dataset(dataset)
+    return split
+
+
+def _attach_online_references(built: list[MembershipAttack], dataset: Dataset, split: MembershipSplit,
+                              model_factory: ModelFactory | None, trainer: Trainer | None,
+                              out_dir: str | os.PathLike | None, device: torch.device, seed: int,
+                              progress: bool) -> None:
+    """Give every online attack without references its IN/OUT models: one set per model count, shared."""
+    online: dict[int, ReferenceModels] = {}
+    for attack in built:
+        if isinstance(attack, OnlineReferenceAttack) and attack.references is None:
+            if attack.num_models not in online:
+                online[attack.num_models] = _online_reference_models(
+                    dataset, split, attack.model_factory or model_factory, attack.trainer or trainer,
+                    attack.num_models, out_dir, device, seed, progress)
+            attack.references = online[attack.num_models]
 
 
 def _build_attacks(attacks: Sequence[str | MembershipAttack], options: dict[str, dict], seed: int,

@@ -4,11 +4,12 @@ plots (linear and log-log) and per-sample scores."""
 from __future__ import annotations
 
 import os
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
+from modelsafe.data import Dataset, MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.audit import DEFAULT_ATTACKS, audit
 from modelsafe.privacy.references import FitTrainer
@@ -20,7 +21,8 @@ from modelsafe.training import TrainConfig, evaluate
 from modelsafe.utils import resolve_device
 from modelsafe.workflows.targets import init_model, load_target
 
-AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references", "references-online")
+AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references", "references-online",
+                 "split.json")
 
 
 def _train_config(saved: dict) -> TrainConfig:
@@ -57,25 +59,87 @@ def audit_run(run: str | os.PathLike, attacks: list[str] | tuple[str, ...] = DEF
     ``report.md``, ``roc.png``, ``roc_log.png`` and per-sample scores into ``out`` (default ``<run>/audit``;
     each audit replaces the previous report whole; trained reference models are kept as a cache). Reference
     models are trained with the run's training settings. Returns ({attack: report}, path of report.md)."""
+    names = _check_attacks(attacks)
+    dev = resolve_device(device)
+    model, data, split, cfg = load_target(run, device=dev, data_root=data_root)
+    width = cfg.get("width", 1.0)
+    context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{cfg['model']} (width {width})"}
+    job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress)
+    return _audit_into(Path(out) if out is not None else Path(run) / "audit", job, model, data, split,
+                       lambda s: init_model(cfg["model"], data, width, s),
+                       FitTrainer(_train_config(cfg.get("train", {})), device=dev), context,
+                       f"Membership-inference audit of {cfg['model']} on {cfg['dataset']}")
+
+
+def audit_weights_run(weights: str | os.PathLike, model: str, dataset: str | Dataset, members,
+                      non_members=None, attacks: list[str] | tuple[str, ...] = DEFAULT_ATTACKS, *,
+                      width: float = 1.0, train: TrainConfig | None = None, options: dict[str, dict] | None = None,
+                      reference_models: int = 4, bootstrap: int = 1000, out: str | os.PathLike | None = None,
+                      seed: int = 0, device: str | torch.device | None = None, data_root: str | None = None,
+                      dataset_options: dict | None = None, progress: bool = True) -> tuple[dict[str, MIAReport], Path]:
+    """Audit a model trained elsewhere: architecture ``model`` (width ``width``) with the safetensors
+    ``weights``, trained on ``members`` of ``dataset`` (indices into its train split: a tensor, or an index
+    file with one integer a line, or ``.npy``); ``non_members`` likewise into ``dataset.pool()`` (default:
+    every other sample). The attacker-known and evaluation sets are drawn from them with ``seed`` and saved as
+    ``split.json`` with the report in ``out`` (default ``<weights stem>-audit`` beside the weights). Reference
+    models are trained with ``train`` (default :class:`TrainConfig`; give the target's own recipe when known).
+    Every input is checked before anything is trained."""
+    from modelsafe.data import load_dataset, read_indices, split_from_membership
+    from modelsafe.storage.io import load_weights
+
+    names = _check_attacks(attacks)
+    dev = resolve_device(device)
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, root=data_root,
+                                                                    **(dataset_options or {}))
+    member_ids = read_indices(members, "members") if isinstance(members, (str, os.PathLike)) else members
+    other_ids = (read_indices(non_members, "non-members") if isinstance(non_members, (str, os.PathLike))
+                 else non_members)
+    split = split_from_membership(data, member_ids, other_ids, seed=seed)
+    net = load_weights(weights, init_model(model, data, width, seed)).to(dev)
+    trainer = FitTrainer(train or TrainConfig(), device=dev)
+    context = {"weights": str(weights), "dataset": data.info.name, "model": f"{model} (width {width})",
+               "reference-model training": "given recipe" if train is not None else "default TrainConfig"}
+    out_dir = Path(out) if out is not None else Path(weights).with_name(Path(weights).stem + "-audit")
+    job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress)
+    return _audit_into(out_dir, job, net, data, split, lambda s: init_model(model, data, width, s), trainer, context,
+                       f"Membership-inference audit of {model} ({Path(weights).name}) on {data.info.name}",
+                       save_split=True)
+
+
+@dataclass(frozen=True)
+class AuditJob:
+    """What an audit runs: attack names and options, reference-model count, bootstrap resamples, seed, device."""
+
+    names: list[str]
+    options: dict[str, dict] | None
+    reference_models: int
+    bootstrap: int
+    seed: int
+    device: torch.device
+    progress: bool
+
+
+def _check_attacks(attacks) -> list[str]:
     names = list(attacks)
     if not names:
         raise ModelsafeError("no attack to run: give at least one attack name")
     for name in names:
         mia_entry(name)
-    dev = resolve_device(device)
-    model, data, split, cfg = load_target(run, device=dev, data_root=data_root)
-    trainer = FitTrainer(_train_config(cfg.get("train", {})), device=dev)
-    width = cfg.get("width", 1.0)
-    out_dir = Path(out) if out is not None else Path(run) / "audit"
+    return names
+
+
+def _audit_into(out_dir: Path, job: AuditJob, model: torch.nn.Module, data: Dataset, split: MembershipSplit,
+                model_factory, trainer: FitTrainer, context: dict, title: str,
+                save_split: bool = False) -> tuple[dict[str, MIAReport], Path]:
+    """Run the audit into the claimed folder ``out_dir`` and write its report."""
     with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references", "references-online")):
-        reports = audit(model, data, split, names, options=options,
-                        model_factory=lambda s: init_model(cfg["model"], data, width, s), trainer=trainer,
-                        num_reference_models=reference_models, n_bootstrap=bootstrap, out_dir=out_dir,
-                        device=dev, seed=seed, progress=progress)
-        task = evaluate(model, data.test, device=dev)
-        context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{cfg['model']} (width {width})",
-                   "members (target training set)": int(split["members"].numel()),
-                   "task accuracy (test)": task["accuracy"], "seed": seed}
-        path = write_audit_report(reports, out_dir, title=f"Membership-inference audit of {cfg['model']} on "
-                                                          f"{cfg['dataset']}", context=context)
+        if save_split:
+            split.save(out_dir / "split.json")
+        reports = audit(model, data, split, job.names, options=job.options, model_factory=model_factory,
+                        trainer=trainer, num_reference_models=job.reference_models, n_bootstrap=job.bootstrap,
+                        out_dir=out_dir, device=job.device, seed=job.seed, progress=job.progress)
+        task = evaluate(model, data.test, device=job.device)
+        context = {**context, "members (target training set)": int(split["members"].numel()),
+                   "task accuracy (test)": task["accuracy"], "seed": job.seed}
+        path = write_audit_report(reports, out_dir, title=title, context=context)
     return reports, path
