@@ -11,7 +11,7 @@ from modelsafe.commands.audit import audit as audit_command
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy import MIAReport, audit, create_mia
-from modelsafe.privacy.references import FitTrainer, ReferenceModels
+from modelsafe.privacy.references import FitTrainer
 from modelsafe.report import write_audit_report
 from modelsafe.training import TrainConfig, fit
 from modelsafe.workflows import init_model, train_run
@@ -64,7 +64,8 @@ def test_audit_runs_every_family_and_writes_a_report(digits_target, tmp_path):
     path = write_audit_report(reports, tmp_path, context={"task accuracy": 0.9})
     text = path.read_text()
     assert "| loss (per-class) |" in text and "## rmia" in text and "TPR at 0.1% FPR" in text
-    for name in ("roc.png", "roc_log.png", "scores/lira.npz", "scores/loss-per-class.json", "references/ref-1.safetensors"):
+    assert len(list((tmp_path / "references").glob("*/ref-1.safetensors"))) == 1
+    for name in ("roc.png", "roc_log.png", "scores/lira.npz", "scores/loss-per-class.json"):
         assert (tmp_path / name).stat().st_size > 0
     # a second audit reuses the cached reference models
     again = audit(model, data, split, ["lira"], model_factory=lambda s: init_model("mlp", data, 0.5, s),
@@ -103,20 +104,49 @@ def test_audit_command_on_a_run_folder(tmp_path):
     assert bad.exit_code != 0 and "unknown membership attack 'nope'" in str(bad.exception)
 
 
-def test_audit_trains_online_references_once_and_reuses_them(digits_target, tmp_path, monkeypatch):
+def test_audit_trains_online_references_once_and_reuses_them(digits_target, tmp_path):
     model, data, split = digits_target
-    kwargs = dict(options={"lira-online": {"num_models": 2}, "rmia-online": {"num_models": 2}}, model_factory=lambda s: init_model("mlp", data, 0.5, s),
-                  trainer=FitTrainer(TRAIN, device="cpu"), n_bootstrap=0, out_dir=tmp_path, device="cpu",
-                  progress=False)
     trained = []
-    real = ReferenceModels._train_subsets.__func__
-    monkeypatch.setattr(ReferenceModels, "_train_subsets",
-                        classmethod(lambda cls, *a: trained.append(1) or real(cls, *a)))
+
+    def trainer(net, samples, seed):
+        trained.append(seed)
+        FitTrainer(TRAIN, device="cpu")(net, samples, seed)
+
+    kwargs = dict(options={"lira-online": {"num_models": 2}, "rmia-online": {"num_models": 2}},
+                  model_factory=lambda s: init_model("mlp", data, 0.5, s), trainer=trainer, n_bootstrap=0,
+                  out_dir=tmp_path, device="cpu", progress=False)
     reports = audit(model, data, split, ["lira-online", "rmia-online"], **kwargs)
     first = reports["lira-online"]
-    assert len(trained) == 1 and reports["rmia-online"].details["num_models"] == 2  # one set of models, shared
-    assert (tmp_path / "references-online" / "ref-1.safetensors").is_file()
-    monkeypatch.setattr(ReferenceModels, "_train_subsets", lambda *a, **k: pytest.fail("trained again"))
+    assert len(trained) == 2 and reports["rmia-online"].details["num_models"] == 2  # one set of 2, shared
+    assert len(list((tmp_path / "references").glob("*/ref-1.safetensors"))) == 1
     second = audit(model, data, split, ["lira-online", "rmia-online"], **kwargs)["lira-online"]
+    assert len(trained) == 2  # the second audit trained nothing
     np.testing.assert_array_equal(first.scores, second.scores)
     assert first.details["num_models"] == 2 and first.auc > 0.5
+
+
+def test_reference_store_is_shared_by_key_and_resumes_after_a_kill(digits_target, tmp_path):
+    model, data, split = digits_target
+    store = tmp_path / "store"
+    calls = []
+
+    def trainer(net, samples, seed):
+        if len(calls) == 1 and not killed:
+            raise KeyboardInterrupt  # the run dies while training the second model
+        calls.append(seed)
+        FitTrainer(TRAIN, device="cpu")(net, samples, seed)
+
+    kwargs = dict(model_factory=lambda s: init_model("mlp", data, 0.5, s), trainer=trainer, num_reference_models=3,
+                  n_bootstrap=0, reference_store=store, device="cpu", progress=False)
+    killed = False
+    with pytest.raises(KeyboardInterrupt):
+        audit(model, data, split, ["lira"], out_dir=tmp_path / "a", **kwargs)
+    assert len(list(store.glob("*/ref-*.safetensors"))) == 1  # the finished model was kept
+    killed = True
+    first = audit(model, data, split, ["lira"], out_dir=tmp_path / "b", **kwargs)["lira"]
+    assert len(calls) == 3  # model 0 reused: only models 1 and 2 were trained after the restart
+    again = audit(model, data, split, ["lira"], out_dir=tmp_path / "c", **kwargs)["lira"]  # another audit folder
+    assert len(calls) == 3 and np.array_equal(first.scores, again.scores)
+    clean = audit(model, data, split, ["lira"], out_dir=tmp_path / "d",
+                  **{**kwargs, "trainer": FitTrainer(TRAIN, device="cpu"), "reference_store": tmp_path / "other"})["lira"]
+    np.testing.assert_allclose(first.scores, clean.scores)  # resuming changes nothing

@@ -55,6 +55,9 @@ def audit(
     = 1000,
     out: Annotated[str | None, typer.Option(help="Report folder (default <run>/audit, or <weights stem>-audit).")]
     = None,
+    reference_store: Annotated[str | None, typer.Option(help="Folder of trained reference models shared by "
+                                                             "audits (default <out>/references); models with the "
+                                                             "same recipe, samples and seed are reused.")] = None,
     seed: SeedOpt = 0,
     data_root: DataRootOpt = None,
     dataset_option: DatasetOptionOpt = None,
@@ -66,25 +69,30 @@ def audit(
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ModelsafeError("--attacks is empty")
-    external = {"weights": weights, "model": model, "dataset": dataset, "members": members}
-    if (run is None) == (weights is None):
-        raise ModelsafeError("give either --run (a run folder) or --weights (with --model, --dataset, --members)")
-    if run is not None and (any(external.values()) or non_members or dataset_option):
-        raise ModelsafeError("--run brings its model, dataset and split: --model, --dataset, --members, "
-                             "--non-members and --dataset-option go with --weights only")
-    if weights is not None and not all(external.values()):
-        missing = ", ".join(f"--{k}" for k in EXTERNAL if not external[k])
-        raise ModelsafeError(f"--weights needs {missing}")
+    _check_target(run, {"weights": weights, "model": model, "dataset": dataset, "members": members},
+                  bool(non_members or dataset_option))
     options = attack_options(names, per_class=per_class, attack_epochs=attack_epochs, select_on=select_on,
                              reference_models=reference_models)
     common = dict(options=options, reference_models=reference_models, bootstrap=bootstrap, out=out, seed=seed,
-                  device=device, data_root=data_root, progress=progress)
+                  device=device, data_root=data_root, reference_store=reference_store, progress=progress)
     if run is not None:
         reports, path = audit_run(run, names, **common)
     else:
         reports, path = audit_weights_run(weights, model, dataset, members, non_members, names, width=width,
                                           dataset_options=parse_key_values(dataset_option), **common)
     _print(reports, path)
+
+
+def _check_target(run: str | None, external: dict, extras: bool) -> None:
+    """Exactly one of --run and --weights; --weights with all of its companions, --run with none."""
+    if (run is None) == (external["weights"] is None):
+        raise ModelsafeError("give either --run (a run folder) or --weights (with --model, --dataset, --members)")
+    if run is not None and (any(external.values()) or extras):
+        raise ModelsafeError("--run brings its model, dataset and split: --model, --dataset, --members, "
+                             "--non-members and --dataset-option go with --weights only")
+    if run is None and not all(external.values()):
+        missing = ", ".join(f"--{k}" for k in EXTERNAL if not external[k])
+        raise ModelsafeError(f"--weights needs {missing}")
 
 
 def _print(reports: dict, path) -> None:

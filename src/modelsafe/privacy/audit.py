@@ -31,6 +31,8 @@ from modelsafe.privacy.references import (
     ReferenceModels,
     Trainer,
     UsesReferenceModels,
+    architecture_fingerprint,
+    store_slot,
     trainer_fingerprint,
 )
 from modelsafe.privacy.registry import create_mia
@@ -47,7 +49,8 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
           model_factory: ModelFactory | None = None, trainer: Trainer | None = None,
           references: ReferenceModels | None = None, num_reference_models: int = 4,
           reference_train_size: int | None = None, n_bootstrap: int = 1000, out_dir: str | os.PathLike | None = None,
-          device: str | torch.device | None = None, seed: int = 0, progress: bool = True) -> dict[str, MIAReport]:
+          reference_store: str | os.PathLike | None = None, device: str | torch.device | None = None, seed: int = 0,
+          progress: bool = True) -> dict[str, MIAReport]:
     """Attack ``model`` (trained on ``split``'s members of ``dataset``) with each of ``attacks`` and return
     {attack label: report}.
 
@@ -62,26 +65,27 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
     (``shadow``, ``lira``, ``rmia``) given by name share ``references``, or models trained here from
     ``model_factory(seed)`` with ``trainer`` (default :class:`FitTrainer`) on random ``reference_train_size``
     (default: the target's member count, at most half the population) samples of the population. With
-    ``out_dir`` each report's scores are saved there (``scores/``) and reference models cached
-    (``references/``); call :func:`modelsafe.report.write_audit_report` for the Markdown report."""
+    ``out_dir`` each report's scores are saved there (``scores/``). Reference models are kept in the store
+    ``reference_store`` (default ``out_dir/references``), a sub-folder per key (design, seed, dataset,
+    architecture, recipe, sample indices) written model by model: an audit with the same key reuses them, an
+    interrupted one resumes. :func:`modelsafe.report.write_audit_report` writes the Markdown report."""
     check_positive_int("num_reference_models", num_reference_models)
     split = _resolve_split(dataset, split, members, non_members, seed)
     dev = pick_device(device, model)
-    known_m = split.data(dataset, "attack_known_members")
-    known_u = split.data(dataset, "attack_reference")
-    eval_m = split.data(dataset, "eval_members")
-    eval_u = split.data(dataset, "eval_nonmembers")
+    known_m, known_u, eval_m, eval_u = (split.data(dataset, name) for name in (
+        "attack_known_members", "attack_reference", "eval_members", "eval_nonmembers"))
     sample_ids = np.concatenate([split["eval_members"].numpy(), split["eval_nonmembers"].numpy()])
     built = _build_attacks(attacks, dict(options or {}), seed, dev, progress)
+    store_root = Path(reference_store) if reference_store is not None else _default_store(out_dir)
 
     needs_refs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None
                   and a.population is None]
     if needs_refs:
         refs = references or _reference_models(dataset, split, model_factory, trainer, num_reference_models,
-                                               reference_train_size, out_dir, dev, seed, progress)
+                                               reference_train_size, store_root, dev, seed, progress)
         for attack in needs_refs:
             attack.references = refs
-    _attach_online_references(built, dataset, split, model_factory, trainer, out_dir, dev, seed, progress)
+    _attach_online_references(built, dataset, split, model_factory, trainer, store_root, dev, seed, progress)
 
     reports: dict[str, MIAReport] = {}
     with eval_mode(model):
@@ -101,6 +105,10 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
     return reports
 
 
+def _default_store(out_dir: str | os.PathLike | None) -> Path | None:
+    return Path(out_dir) / "references" if out_dir is not None else None
+
+
 def _resolve_split(dataset: Dataset, split: MembershipSplit | None, members, non_members,
                    seed: int) -> MembershipSplit:
     """``split``, or one drawn from ``members`` / ``non_members``; checked against ``dataset``."""
@@ -116,8 +124,7 @@ def _resolve_split(dataset: Dataset, split: MembershipSplit | None, members, non
 
 def _attach_online_references(built: list[MembershipAttack], dataset: Dataset, split: MembershipSplit,
                               model_factory: ModelFactory | None, trainer: Trainer | None,
-                              out_dir: str | os.PathLike | None, device: torch.device, seed: int,
-                              progress: bool) -> None:
+                              store_root: Path | None, device: torch.device, seed: int, progress: bool) -> None:
     """Give every online attack without references its IN/OUT models: one set per model count, shared."""
     online: dict[int, ReferenceModels] = {}
     for attack in built:
@@ -125,7 +132,7 @@ def _attach_online_references(built: list[MembershipAttack], dataset: Dataset, s
             if attack.num_models not in online:
                 online[attack.num_models] = _online_reference_models(
                     dataset, split, attack.model_factory or model_factory, attack.trainer or trainer,
-                    attack.num_models, out_dir, device, seed, progress)
+                    attack.num_models, store_root, device, seed, progress)
             attack.references = online[attack.num_models]
 
 
@@ -151,7 +158,7 @@ def _build_attacks(attacks: Sequence[str | MembershipAttack], options: dict[str,
 
 def _reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None,
                       trainer: Trainer | None, num_models: int, train_size: int | None,
-                      out_dir: str | os.PathLike | None, device: torch.device, seed: int,
+                      store_root: Path | None, device: torch.device, seed: int,
                       progress: bool) -> ReferenceModels:
     population_ids = split["population"]
     if population_ids.numel() < 2:
@@ -164,46 +171,44 @@ def _reference_models(dataset: Dataset, split: MembershipSplit, model_factory: M
     if train_size is None:
         train_size = min(int(split["members"].numel()), len(population) // 2)
     trainer = trainer or FitTrainer(device=device)
-    fingerprint = {"seed": seed, "num_models": num_models, "train_size": train_size,
-                   "trainer": trainer_fingerprint(trainer),
-                   "population": hashlib.sha256(population_ids.numpy().tobytes()).hexdigest()}
-    cache = Path(out_dir) / "references" if out_dir is not None else None
-    refs = ReferenceModels.load(cache, population, model_factory, fingerprint) if cache is not None else None
-    if refs is not None:
-        for m in refs.models:
-            m.to(device)
-        return refs
+    fingerprint = {"design": "offline subsets", "seed": seed, "num_models": num_models, "train_size": train_size,
+                   **_recipe(dataset, model_factory, trainer, population_ids)}
+    store = store_slot(store_root, fingerprint) if store_root is not None else None
     refs = ReferenceModels.train(population, model_factory, trainer, num_models=num_models, train_size=train_size,
-                                 seed=derive_seed(seed, "audit-references"), progress=progress)
-    if cache is not None:
-        refs.save(cache, fingerprint)
+                                 seed=derive_seed(seed, "audit-references"), progress=progress, store=store)
+    for m in refs.models:
+        m.to(device)
     return refs
+
+
+def _recipe(dataset: Dataset, model_factory: ModelFactory, trainer: Trainer, ids: torch.Tensor) -> dict:
+    """What makes two sets of reference models interchangeable besides their design: the dataset, the
+    architecture, the training recipe and the sample indices they are drawn from."""
+    return {"dataset": dataset.info.name, "architecture": architecture_fingerprint(model_factory),
+            "trainer": trainer_fingerprint(trainer), "samples": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
 
 
 ONLINE_SETS = ("attack_known_members", "attack_reference", "eval_members", "eval_nonmembers", "population")
 
 
 def _online_reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None,
-                             trainer: Trainer | None, num_models: int, out_dir: str | os.PathLike | None,
+                             trainer: Trainer | None, num_models: int, store_root: Path | None,
                              device: torch.device, seed: int, progress: bool) -> ReferenceModels:
     """Reference models for online attacks: every sample the attacks fit on or score, plus the population, is
-    IN for exactly half of ``num_models`` models (:meth:`ReferenceModels.train_balanced`); cached in
-    ``out_dir/references-online`` under a fingerprint of the settings and sample indices."""
+    IN for exactly half of ``num_models`` models (:meth:`ReferenceModels.train_balanced`); stored under
+    ``store_root`` by a key of the settings, recipe and sample indices."""
     if model_factory is None:
         raise ModelsafeError("online attacks (lira-online, rmia-online) train reference models: pass model_factory= "
                              "(seed -> fresh model of the target's architecture)")
     ids = torch.cat([split[name] for name in ONLINE_SETS])
     population = dataset.pool().subset(ids)
     trainer = trainer or FitTrainer(device=device)
-    fingerprint = {"seed": seed, "num_models": num_models, "design": "balanced halves",
-                   "trainer": trainer_fingerprint(trainer), "samples": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
-    cache = Path(out_dir) / "references-online" if out_dir is not None else None
-    refs = ReferenceModels.load(cache, population, model_factory, fingerprint) if cache is not None else None
-    if refs is None:
-        refs = ReferenceModels.train_balanced(population, model_factory, trainer, num_models=num_models,
-                                              seed=derive_seed(seed, "audit-online-references"), progress=progress)
-        if cache is not None:
-            refs.save(cache, fingerprint)
+    fingerprint = {"design": "balanced halves", "seed": seed, "num_models": num_models,
+                   **_recipe(dataset, model_factory, trainer, ids)}
+    store = store_slot(store_root, fingerprint) if store_root is not None else None
+    refs = ReferenceModels.train_balanced(population, model_factory, trainer, num_models=num_models,
+                                          seed=derive_seed(seed, "audit-online-references"), progress=progress,
+                                          store=store)
     for m in refs.models:
         m.to(device)
     return refs

@@ -4,6 +4,7 @@ out = the rest); LiRA and RMIA use them as "OUT" models. One :class:`ReferenceMo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -65,10 +66,11 @@ class ReferenceModels:
 
     @classmethod
     def train(cls, population: Samples, model_factory: ModelFactory, trainer: Trainer | None = None, *,
-              num_models: int = 4, train_size: int | None = None, seed: int = 0,
-              progress: bool = False) -> ReferenceModels:
+              num_models: int = 4, train_size: int | None = None, seed: int = 0, progress: bool = False,
+              store: StoreSlot | None = None) -> ReferenceModels:
         """Train ``num_models`` models, each on its own random ``train_size`` samples of ``population``
-        (default: half of it, as in LiRA/RMIA). Model j is built by ``model_factory(seed_j)``."""
+        (default: half of it, as in LiRA/RMIA). Model j is built by ``model_factory(seed_j)``. With ``store``,
+        each model is written there as it finishes and models already there are loaded, not trained again."""
         population = as_samples(population, "population")
         check_positive_int("num_models", num_models)
         n = len(population)
@@ -78,11 +80,12 @@ class ReferenceModels:
                                  f"samples), got {train_size!r}")
         gen = make_generator(derive_seed(seed, "reference-subsets"))
         subsets = [torch.randperm(n, generator=gen)[:train_size] for _ in range(num_models)]
-        return cls._train_subsets(population, subsets, model_factory, trainer, seed, progress)
+        return cls._train_subsets(population, subsets, model_factory, trainer, seed, progress, store)
 
     @classmethod
     def train_balanced(cls, population: Samples, model_factory: ModelFactory, trainer: Trainer | None = None, *,
-                       num_models: int = 16, seed: int = 0, progress: bool = False) -> ReferenceModels:
+                       num_models: int = 16, seed: int = 0, progress: bool = False,
+                       store: StoreSlot | None = None) -> ReferenceModels:
         """The online design of LiRA and RMIA: ``num_models`` (even) models such that every sample of
         ``population`` is in the training set of exactly half of them (IN) and out of the other half (OUT)."""
         population = as_samples(population, "population")
@@ -92,21 +95,31 @@ class ReferenceModels:
         gen = make_generator(derive_seed(seed, "online-in-masks"))
         masks = torch.rand(num_models, len(population), generator=gen).argsort(dim=0) < num_models // 2
         subsets = [m.nonzero().squeeze(1) for m in masks]
-        return cls._train_subsets(population, subsets, model_factory, trainer, seed, progress)
+        return cls._train_subsets(population, subsets, model_factory, trainer, seed, progress, store)
 
     @classmethod
     def _train_subsets(cls, population: TensorData, subsets: list[torch.Tensor], model_factory: ModelFactory,
-                       trainer: Trainer | None, seed: int, progress: bool) -> ReferenceModels:
-        """Model j built by ``model_factory(seed_j)`` and trained on ``population.subset(subsets[j])``."""
+                       trainer: Trainer | None, seed: int, progress: bool,
+                       store: StoreSlot | None = None) -> ReferenceModels:
+        """Model j built by ``model_factory(seed_j)`` and trained on ``population.subset(subsets[j])``, or loaded
+        from ``store`` when it finished there before."""
         trainer = trainer or FitTrainer()
         start = time.perf_counter()
+        finished = store.open(subsets) if store is not None else set()
         models, masks = [], torch.zeros(len(subsets), len(population), dtype=torch.bool)
-        for j in tqdm(range(len(subsets)), desc="reference models", unit="model", disable=not progress):
+        bar = tqdm(range(len(subsets)), desc="reference models", unit="model", disable=not progress)
+        for j in bar:
             masks[j, subsets[j]] = True
             model = model_factory(derive_seed(seed, "reference-init", j))
-            trainer(model, population.subset(subsets[j]), derive_seed(seed, "reference-train", j))
+            if j in finished:
+                load_weights(store.model_path(j), model)
+            else:
+                trainer(model, population.subset(subsets[j]), derive_seed(seed, "reference-train", j))
+                if store is not None:
+                    save_weights(store.model_path(j), model)
+            bar.set_postfix_str(f"{len(finished & set(range(j + 1)))} reused")
             models.append(model.eval())
-        return cls(models, population, masks, time.perf_counter() - start)
+        return cls(models, population, masks, time.perf_counter() - start if len(finished) < len(subsets) else None)
 
     def columns(self, data: TensorData, what: str) -> torch.Tensor:
         """(N,) the position in :attr:`population` of each sample of ``data`` (same input and label); a sample
@@ -125,36 +138,6 @@ class ReferenceModels:
         """(k, N, C) logits of every reference model on ``data``."""
         return torch.stack([target_logits(m, data, f"{what} (reference model {j})", batch_size=batch_size,
                                           device=device) for j, m in enumerate(self.models)])
-
-    def save(self, directory: str | os.PathLike, fingerprint: dict | None = None) -> Path:
-        """``ref-<j>.safetensors`` per model and ``references.json`` (in-indices and ``fingerprint``, e.g. the
-        settings that produced them, checked by :meth:`load`)."""
-        directory = Path(directory)
-        for j, model in enumerate(self.models):
-            save_weights(directory / f"ref-{j}.safetensors", model)
-        return write_json(directory / "references.json", {
-            "num_models": len(self.models), "fingerprint": fingerprint or {},
-            "in_indices": [m.nonzero().squeeze(1).tolist() for m in self.in_masks]})
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, population: Samples, model_factory: ModelFactory,
-             fingerprint: dict | None = None) -> ReferenceModels | None:
-        """Models saved by :meth:`save` with the same ``fingerprint``; None when there are none (or they were
-        made with other settings)."""
-        directory = Path(directory)
-        meta_path = directory / "references.json"
-        if not meta_path.is_file():
-            return None
-        meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") != json.loads(json.dumps(fingerprint or {})):
-            return None
-        population = as_samples(population, "population")
-        masks = torch.zeros(meta["num_models"], len(population), dtype=torch.bool)
-        models = []
-        for j, idx in enumerate(meta["in_indices"]):
-            masks[j, torch.tensor(idx, dtype=torch.long)] = True
-            models.append(load_weights(directory / f"ref-{j}.safetensors", model_factory(0)).eval())
-        return cls(models, population, masks)
 
 
 def trainer_fingerprint(trainer: Trainer) -> dict:
@@ -206,3 +189,43 @@ class UsesReferenceModels:
         if refs.shape[2] != logits.shape[1]:
             raise ModelsafeError(f"reference models output {refs.shape[2]} classes, the target {logits.shape[1]}")
         return logits, refs
+
+
+@dataclass(frozen=True)
+class StoreSlot:
+    """One set of reference models on disk: ``folder`` holds ``references.json`` (the ``fingerprint`` of what
+    made them, the number of models and each one's training indices) and ``ref-<j>.safetensors``, written as
+    each model finishes, so an interrupted training resumes with the models it had finished."""
+
+    folder: Path
+    fingerprint: dict
+
+    def model_path(self, j: int) -> Path:
+        return self.folder / f"ref-{j}.safetensors"
+
+    def open(self, subsets: list[torch.Tensor]) -> set[int]:
+        """The models already finished for exactly these settings and subsets; anything else there is stale and
+        is removed, and the description is (re)written."""
+        meta = json.loads(json.dumps({"fingerprint": self.fingerprint, "num_models": len(subsets),
+                                      "in_indices": [s.tolist() for s in subsets]}))
+        path = self.folder / "references.json"
+        same = path.is_file() and json.loads(path.read_text()) == meta
+        if not same:
+            for old in self.folder.glob("ref-*.safetensors"):
+                old.unlink()
+            write_json(path, meta)
+        return {j for j in range(len(subsets)) if self.model_path(j).is_file()}
+
+
+def store_slot(root: str | os.PathLike, fingerprint: dict) -> StoreSlot:
+    """The slot of ``fingerprint`` (recipe, samples, seed, design) under the store folder ``root``: one folder
+    per key, so one store serves any number of targets and recipes."""
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return StoreSlot(Path(root) / key, json.loads(json.dumps(fingerprint, default=str)))
+
+
+def architecture_fingerprint(model_factory: ModelFactory) -> str:
+    """A digest of the parameter names and shapes of ``model_factory(0)``: reference models of another
+    architecture never match."""
+    shapes = [(name, tuple(t.shape)) for name, t in model_factory(0).state_dict().items()]
+    return hashlib.sha256(repr(shapes).encode()).hexdigest()[:16]

@@ -21,7 +21,7 @@ from modelsafe.training import TrainConfig, evaluate
 from modelsafe.utils import resolve_device
 from modelsafe.workflows.targets import init_model, load_target
 
-AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references", "references-online",
+AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references",
                  "split.json")
 
 
@@ -53,18 +53,21 @@ def attack_options(names: list[str], *, per_class: bool = False, attack_epochs: 
 def audit_run(run: str | os.PathLike, attacks: list[str] | tuple[str, ...] = DEFAULT_ATTACKS, *,
               options: dict[str, dict] | None = None, reference_models: int = 4, bootstrap: int = 1000,
               out: str | os.PathLike | None = None, seed: int = 0, device: str | torch.device | None = None,
-              data_root: str | None = None, progress: bool = True) -> tuple[dict[str, MIAReport], Path]:
+              data_root: str | None = None, reference_store: str | os.PathLike | None = None,
+              progress: bool = True) -> tuple[dict[str, MIAReport], Path]:
     """Audit the target in run folder ``run`` with ``attacks`` (fitted on the split's attacker-known members vs
     reference non-members, evaluated on its held-out evaluation members vs non-members) and write
     ``report.md``, ``roc.png``, ``roc_log.png`` and per-sample scores into ``out`` (default ``<run>/audit``;
     each audit replaces the previous report whole; trained reference models are kept as a cache). Reference
-    models are trained with the run's training settings. Returns ({attack: report}, path of report.md)."""
+    models are trained with the run's training settings and kept in ``reference_store`` (default
+    ``<out>/references``), where any later audit with the same key reuses them. Returns ({attack: report},
+    path of report.md)."""
     names = _check_attacks(attacks)
     dev = resolve_device(device)
     model, data, split, cfg = load_target(run, device=dev, data_root=data_root)
     width = cfg.get("width", 1.0)
     context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{cfg['model']} (width {width})"}
-    job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress)
+    job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress, reference_store)
     return _audit_into(Path(out) if out is not None else Path(run) / "audit", job, model, data, split,
                        lambda s: init_model(cfg["model"], data, width, s),
                        FitTrainer(_train_config(cfg.get("train", {})), device=dev), context,
@@ -76,7 +79,8 @@ def audit_weights_run(weights: str | os.PathLike, model: str, dataset: str | Dat
                       width: float = 1.0, train: TrainConfig | None = None, options: dict[str, dict] | None = None,
                       reference_models: int = 4, bootstrap: int = 1000, out: str | os.PathLike | None = None,
                       seed: int = 0, device: str | torch.device | None = None, data_root: str | None = None,
-                      dataset_options: dict | None = None, progress: bool = True) -> tuple[dict[str, MIAReport], Path]:
+                      dataset_options: dict | None = None, reference_store: str | os.PathLike | None = None,
+                      progress: bool = True) -> tuple[dict[str, MIAReport], Path]:
     """Audit a model trained elsewhere: architecture ``model`` (width ``width``) with the safetensors
     ``weights``, trained on ``members`` of ``dataset`` (indices into its train split: a tensor, or an index
     file with one integer a line, or ``.npy``); ``non_members`` likewise into ``dataset.pool()`` (default:
@@ -100,7 +104,7 @@ def audit_weights_run(weights: str | os.PathLike, model: str, dataset: str | Dat
     context = {"weights": str(weights), "dataset": data.info.name, "model": f"{model} (width {width})",
                "reference-model training": "given recipe" if train is not None else "default TrainConfig"}
     out_dir = Path(out) if out is not None else Path(weights).with_name(Path(weights).stem + "-audit")
-    job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress)
+    job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress, reference_store)
     return _audit_into(out_dir, job, net, data, split, lambda s: init_model(model, data, width, s), trainer, context,
                        f"Membership-inference audit of {model} ({Path(weights).name}) on {data.info.name}",
                        save_split=True)
@@ -108,7 +112,8 @@ def audit_weights_run(weights: str | os.PathLike, model: str, dataset: str | Dat
 
 @dataclass(frozen=True)
 class AuditJob:
-    """What an audit runs: attack names and options, reference-model count, bootstrap resamples, seed, device."""
+    """What an audit runs: attack names and options, reference-model count, bootstrap resamples, seed, device,
+    and where reference models are stored."""
 
     names: list[str]
     options: dict[str, dict] | None
@@ -117,6 +122,7 @@ class AuditJob:
     seed: int
     device: torch.device
     progress: bool
+    reference_store: str | os.PathLike | None = None
 
 
 def _check_attacks(attacks) -> list[str]:
@@ -132,12 +138,13 @@ def _audit_into(out_dir: Path, job: AuditJob, model: torch.nn.Module, data: Data
                 model_factory, trainer: FitTrainer, context: dict, title: str,
                 save_split: bool = False) -> tuple[dict[str, MIAReport], Path]:
     """Run the audit into the claimed folder ``out_dir`` and write its report."""
-    with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references", "references-online")):
+    with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references",)):
         if save_split:
             split.save(out_dir / "split.json")
         reports = audit(model, data, split, job.names, options=job.options, model_factory=model_factory,
                         trainer=trainer, num_reference_models=job.reference_models, n_bootstrap=job.bootstrap,
-                        out_dir=out_dir, device=job.device, seed=job.seed, progress=job.progress)
+                        out_dir=out_dir, reference_store=job.reference_store, device=job.device, seed=job.seed,
+                        progress=job.progress)
         task = evaluate(model, data.test, device=job.device)
         context = {**context, "members (target training set)": int(split["members"].numel()),
                    "task accuracy (test)": task["accuracy"], "seed": job.seed}
