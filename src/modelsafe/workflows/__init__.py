@@ -16,8 +16,9 @@ from modelsafe.workflows.audit import audit_run, audit_weights_run
 from modelsafe.workflows.compare import compare_run
 from modelsafe.workflows.compress import compress_run
 from modelsafe.workflows.demo import demo_run
+from modelsafe.workflows.recipe import Recipe
 from modelsafe.workflows.targets import default_run_dir, init_model, load_target
 from modelsafe.workflows.train import train_run
 
-__all__ = ["AttackRunOptions", "attack_run", "audit_run", "audit_weights_run", "compare_run", "compress_run", "default_run_dir",
+__all__ = ["AttackRunOptions", "Recipe", "attack_run", "audit_run", "audit_weights_run", "compare_run", "compress_run", "default_run_dir",
            "demo_run", "init_model", "load_target", "train_run"]

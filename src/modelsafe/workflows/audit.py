@@ -4,7 +4,7 @@ plots (linear and log-log) and per-sample scores."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,16 +19,11 @@ from modelsafe.report.audit import write_audit_report
 from modelsafe.storage.folder import OwnedFolder
 from modelsafe.training import TrainConfig, evaluate
 from modelsafe.utils import resolve_device
+from modelsafe.workflows.recipe import Recipe
 from modelsafe.workflows.targets import init_model, load_target
 
 AUDIT_ENTRIES = ("report.md", "roc.png", "roc_log.png", "scores", "references",
                  "split.json")
-
-
-def _train_config(saved: dict) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in known}
-    return TrainConfig(**values)
 
 
 def attack_options(names: list[str], *, per_class: bool = False, attack_epochs: int | None = None,
@@ -59,18 +54,20 @@ def audit_run(run: str | os.PathLike, attacks: list[str] | tuple[str, ...] = DEF
     reference non-members, evaluated on its held-out evaluation members vs non-members) and write
     ``report.md``, ``roc.png``, ``roc_log.png`` and per-sample scores into ``out`` (default ``<run>/audit``;
     each audit replaces the previous report whole; trained reference models are kept as a cache). Reference
-    models are trained with the run's training settings and kept in ``reference_store`` (default
+    models are trained with the run's recipe (:class:`~modelsafe.workflows.recipe.Recipe`: architecture,
+    training settings, compression method and its options) and kept in ``reference_store`` (default
     ``<out>/references``), where any later audit with the same key reuses them. Returns ({attack: report},
     path of report.md)."""
     names = _check_attacks(attacks)
     dev = resolve_device(device)
     model, data, split, cfg = load_target(run, device=dev, data_root=data_root)
-    width = cfg.get("width", 1.0)
-    context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{cfg['model']} (width {width})"}
+    recipe = Recipe.from_run_config(cfg)
+    trainer = recipe.trainer(dev) if any(mia_entry(n).needs_references for n in names) else None
+    context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{recipe.model} (width {recipe.width})",
+               "reference-model recipe": recipe.describe()["method"]}
     job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress, reference_store)
     return _audit_into(Path(out) if out is not None else Path(run) / "audit", job, model, data, split,
-                       lambda s: init_model(cfg["model"], data, width, s),
-                       FitTrainer(_train_config(cfg.get("train", {})), device=dev), context,
+                       recipe.model_factory(data), trainer, context,
                        f"Membership-inference audit of {cfg['model']} on {cfg['dataset']}")
 
 
@@ -135,7 +132,7 @@ def _check_attacks(attacks) -> list[str]:
 
 
 def _audit_into(out_dir: Path, job: AuditJob, model: torch.nn.Module, data: Dataset, split: MembershipSplit,
-                model_factory, trainer: FitTrainer, context: dict, title: str,
+                model_factory, trainer: FitTrainer | None, context: dict, title: str,
                 save_split: bool = False) -> tuple[dict[str, MIAReport], Path]:
     """Run the audit into the claimed folder ``out_dir`` and write its report."""
     with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references",)):
