@@ -9,14 +9,7 @@ from typing import Annotated
 
 import typer
 
-from modelsafe.commands._options import (
-    RUNTIME,
-    DataRootOpt,
-    DatasetOptionOpt,
-    SeedOpt,
-    parse_key_values,
-    with_groups,
-)
+from modelsafe.commands import _options as opt
 from modelsafe.errors import ModelsafeError
 
 
@@ -31,7 +24,7 @@ def parse_eps(text: str) -> float:
     return value
 
 
-@with_groups(RUNTIME)
+@opt.with_groups(opt.RUNTIME)
 def attack(
     surrogate: Annotated[list[str], typer.Option(
         "--surrogate", "-s", help="Surrogate model: a run folder (from `modelsafe train`) or a model spec "
@@ -68,9 +61,9 @@ def attack(
                                            help="Round adversarial images to 8 bits (like saved PNGs).")] = True,
     examples: Annotated[int, typer.Option(help="Images in the example grid (0: no grid).")] = 8,
     out: Annotated[str | None, typer.Option(help="Output folder (default runs/attack-<dataset>-s<seed>).")] = None,
-    seed: SeedOpt = 0,
-    data_root: DataRootOpt = None,
-    dataset_option: DatasetOptionOpt = None,
+    seed: opt.SeedOpt = 0,
+    data_root: opt.DataRootOpt = None,
+    dataset_option: opt.DatasetOptionOpt = None,
     device: str = "auto", progress: bool = True, config: None = None,
 ) -> None:
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
@@ -88,7 +81,7 @@ def attack(
                                chunk_size=chunk_size, labels=labels, quantize=quantize, examples=examples,
                                pretrained=pretrained, image_size=image_size)
     result, folder = attack_run(list(surrogate), target, options=options, dataset=dataset, data_root=data_root,
-                                dataset_options=parse_key_values(dataset_option), out=out, seed=seed,
+                                dataset_options=opt.parse_key_values(dataset_option), out=out, seed=seed,
                                 device=device, progress=progress)
     typer.echo(result.markdown("all"))
     typer.echo(f"results in {folder}")

@@ -8,14 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelsafe.commands._options import (
-    RUNTIME,
-    DataRootOpt,
-    DatasetOptionOpt,
-    SeedOpt,
-    parse_key_values,
-    with_groups,
-)
+from modelsafe.commands import _options as opt
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.audit import DEFAULT_ATTACKS
 from modelsafe.privacy.metrics import fpr_key
@@ -25,7 +18,7 @@ from modelsafe.workflows.audit import attack_options, audit_run, audit_weights_r
 EXTERNAL = ("weights", "model", "dataset", "members")
 
 
-@with_groups(RUNTIME)
+@opt.with_groups(opt.RUNTIME)
 def audit(
     run: Annotated[str | None, typer.Option("--run", help="Run folder written by `modelsafe train` (config.json, "
                                                           "split.json, weights.safetensors).")] = None,
@@ -58,9 +51,9 @@ def audit(
     reference_store: Annotated[str | None, typer.Option(help="Folder of trained reference models shared by "
                                                              "audits (default <out>/references); models with the "
                                                              "same recipe, samples and seed are reused.")] = None,
-    seed: SeedOpt = 0,
-    data_root: DataRootOpt = None,
-    dataset_option: DatasetOptionOpt = None,
+    seed: opt.SeedOpt = 0,
+    data_root: opt.DataRootOpt = None,
+    dataset_option: opt.DatasetOptionOpt = None,
     device: str = "auto", progress: bool = True, config: None = None,
 ) -> None:
     """Run membership-inference attacks on a trained model and write report.md, roc.png, roc_log.png and
@@ -79,7 +72,7 @@ def audit(
         reports, path = audit_run(run, names, **common)
     else:
         reports, path = audit_weights_run(weights, model, dataset, members, non_members, names, width=width,
-                                          dataset_options=parse_key_values(dataset_option), **common)
+                                          dataset_options=opt.parse_key_values(dataset_option), **common)
     _print(reports, path)
 
 
