@@ -31,6 +31,7 @@ from modelsafe.adversarial import (
 )
 from modelsafe.data import load_dataset
 from modelsafe.models import create_model_for
+from modelsafe.report import transfer_table
 from modelsafe.storage.io import load_weights, save_weights
 from modelsafe.training import TrainConfig, evaluate, fit
 
@@ -193,9 +194,9 @@ def main() -> None:
                              progress=args.progress)
     print(f"\n## Transfer success (%), surrogate cnn, eps={args.eps}, T=10, {args.images} test images, "
           "8-bit outputs, labels = surrogate prediction\n")
-    print(result.markdown("all"))
+    print(transfer_table(result, "all"))
     print("Over images the target classified correctly:\n")
-    print(result.markdown("correct"))
+    print(transfer_table(result, "correct"))
     mi, smi = result.black_box_mean("mi-fgsm"), result.black_box_mean("smi-fgrm")
     print(f"MI-FGSM black-box mean: {100 * mi:.1f} % -> eps is "
           + ("inside" if 0.2 <= mi <= 0.6 else "OUTSIDE") + " the 20-60 % band")
@@ -230,7 +231,7 @@ def main() -> None:
         ab = transfer_matrix(ablations, {"cnn": zoo["cnn"]}, zoo, evalset, batch_size=100, seed=args.seed,
                              progress=args.progress)
         print("\n## Evidence 1: which part of S-FGRM moves black-box success (same images and surrogate)\n")
-        print(ab.markdown("all"))
+        print(transfer_table(ab, "all"))
         figures["ablations"] = ab.to_dict()
         x_al = evalset.features(torch.arange(min(200, args.images)))
         y_al = evalset.y[: x_al.shape[0]]

@@ -20,6 +20,7 @@ import torch
 from modelsafe.adversarial import create_attack, transfer_matrix
 from modelsafe.data import load_dataset
 from modelsafe.models import create_model_for
+from modelsafe.report import transfer_table
 from modelsafe.storage import write_json, write_text
 from modelsafe.training import evaluate, fit
 
@@ -55,7 +56,7 @@ def main() -> None:
     test = data.test if args.images is None else data.test.subset(range(args.images))
     result = transfer_matrix(["mi-fgsm", "smi-fgrm"], {"cnn": surrogate}, {"cnn": surrogate, "mlp": target},
                              test, eps=args.eps, seed=args.seed, progress=False)
-    table = result.markdown()
+    table = transfer_table(result)
     print(table)
     for attack in ("mi-fgsm", "smi-fgrm"):
         print(f"{attack} black-box success on the mlp: {100 * result.black_box_mean(attack):.1f}%")

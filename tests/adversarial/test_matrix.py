@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
-from modelsafe.adversarial import Ensemble, create_attack, example_grid, transfer_matrix
+from modelsafe.adversarial import Ensemble, create_attack, transfer_matrix
 from modelsafe.data import TensorData
 from modelsafe.errors import ModelsafeError
 from modelsafe.models import create_model
+from modelsafe.report import example_grid, transfer_table
 from modelsafe.utils import derive_seed
 
 
@@ -52,9 +53,9 @@ def test_matrix_counts_match_direct_evaluation(zoo, data):
             sum(c["success"] for c in result.cells if c["attack"] == a and not c["white_box"]) / 2)
     assert result.clean_accuracy["cnn"] == pytest.approx(25 / 30)
     assert result.examples[("mi-fgsm", "cnn")][1].shape == (4, 1, 12, 12)
-    table = result.markdown()
+    table = transfer_table(result)
     assert "| cnn | mi-fgsm |" in table and "*" in table
-    assert "| cnn | fgsm |" in result.markdown("correct")
+    assert "| cnn | fgsm |" in transfer_table(result, "correct")
     json.dumps(result.to_dict())
 
 

@@ -6,7 +6,7 @@ Quick start::
     attack = create_attack("smi-fgrm", surrogate, eps=16/255)
     adv = attack(images)                       # labels: the surrogate's clean prediction
     result = transfer_matrix(["mi-fgsm", "smi-fgrm"], {"cnn": surrogate}, {"mlp": target}, (x, y))
-    print(result.markdown())
+    print(transfer_table(result))              # from modelsafe.report
 """
 
 from modelsafe.adversarial.attack import AttackSpec, Momentum, TransferAttack, quantize_in_ball
@@ -18,7 +18,6 @@ from modelsafe.adversarial.estimators import (
     VarianceTuning,
     depth_first_walk,
 )
-from modelsafe.adversarial.figures import example_grid
 from modelsafe.adversarial.matrix import TransferMatrix, transfer_matrix
 from modelsafe.adversarial.presets import PRESETS, create_attack, describe_attacks, list_attacks
 from modelsafe.adversarial.transforms import (
@@ -31,6 +30,6 @@ from modelsafe.adversarial.transforms import (
 __all__ = [
     "PRESETS", "AttackSpec", "DepthFirstSampling", "Ensemble", "InputDiversity", "Momentum", "PlainGradient",
     "RescaleStep", "Resized", "ScaleCopies", "SignStep", "TransferAttack", "TransferMatrix", "TranslationSmoothing",
-    "VarianceTuning", "create_attack", "depth_first_walk", "describe_attacks", "example_grid", "gaussian_kernel",
+    "VarianceTuning", "create_attack", "depth_first_walk", "describe_attacks", "gaussian_kernel",
     "list_attacks", "quantize_in_ball", "rescale_official", "rescale_paper", "transfer_matrix",
 ]

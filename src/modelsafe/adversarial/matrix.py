@@ -59,30 +59,6 @@ class TransferMatrix:
             raise ModelsafeError(f"no results for attack {attack!r}" + (f" on {surrogate!r}" if surrogate else ""))
         return sum(r["black_box_mean"] for r in rows) / len(rows)
 
-    def markdown(self, over: str = "all") -> str:
-        """One row per (surrogate, attack), one column per target (success %, ``*`` = white-box), then the
-        black-box mean, white-box rate, perturbation sizes and time. ``over``: ``"all"`` images or ``"correct"``
-        (images the target classified correctly)."""
-        check_choice("over", over, ("all", "correct"))
-        key = "success" if over == "all" else "success_on_correct"
-        targets = self.target_names()
-        head = ["surrogate", "attack", *targets, "black-box mean", "white-box", "L∞", "L2", "s / 100 img"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-        cell = {(c["attack"], c["surrogate"], c["target"]): c for c in self.cells}
-        for row in self.attacks:
-            a, s = row["attack"], row["surrogate"]
-            values = []
-            for t in targets:
-                c = cell[(a, s, t)]
-                v = c[key]
-                values.append("n/a" if v is None else f"{100 * v:.1f}" + ("*" if c["white_box"] else ""))
-            bb = row["black_box_mean"] if over == "all" else row["black_box_mean_on_correct"]
-            wb = row["white_box_success"] if over == "all" else row["white_box_success_on_correct"]
-            lines.append("| " + " | ".join([
-                s, a, *values, "n/a" if bb is None else f"{100 * bb:.1f}", "n/a" if wb is None else f"{100 * wb:.1f}",
-                f"{row['mean_linf']:.4f}", f"{row['mean_l2']:.3f}", f"{row['seconds_per_100']:.2f}"]) + " |")
-        return "\n".join(lines) + "\n"
-
 
 def _unwrap(m: nn.Module) -> nn.Module:
     while isinstance(m, Resized):

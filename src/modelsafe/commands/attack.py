@@ -24,6 +24,15 @@ def parse_eps(text: str) -> float:
     return value
 
 
+def attack_names(text: str) -> tuple[str, ...]:
+    """``"all"`` (every preset, in table order) or comma-separated preset names."""
+    from modelsafe.adversarial import PRESETS
+
+    if text.strip() == "all":
+        return tuple(p.name for p in PRESETS.entries())
+    return tuple(a.strip() for a in text.split(",") if a.strip())
+
+
 @opt.with_groups(opt.RUNTIME)
 def attack(
     surrogate: Annotated[list[str], typer.Option(
@@ -68,20 +77,15 @@ def attack(
 ) -> None:
     """Run transfer attacks made on the surrogate(s) against every model and write transfer.json,
     transfer.csv, transfer.md and examples.png (clean / adversarial / perturbation)."""
-    from modelsafe.adversarial import PRESETS
+    from modelsafe.report import transfer_table
     from modelsafe.workflows.attack import AttackRunOptions, attack_run
 
-    eps_value = parse_eps(eps)
-    if attacks.strip() == "all":
-        names = [p.name for p in PRESETS.entries()]  # in table order
-    else:
-        names = [a.strip() for a in attacks.split(",") if a.strip()]
-    options = AttackRunOptions(attacks=tuple(names), eps=eps_value, eps_text=eps, steps=steps, ensemble=ensemble,
+    options = AttackRunOptions(attacks=attack_names(attacks), eps=parse_eps(eps), eps_text=eps, steps=steps, ensemble=ensemble,
                                memory_saving=memory_saving, images=images, batch_size=batch_size,
                                chunk_size=chunk_size, labels=labels, quantize=quantize, examples=examples,
                                pretrained=pretrained, image_size=image_size)
     result, folder = attack_run(list(surrogate), target, options=options, dataset=dataset, data_root=data_root,
                                 dataset_options=opt.parse_key_values(dataset_option), out=out, seed=seed,
                                 device=device, progress=progress)
-    typer.echo(result.markdown("all"))
+    typer.echo(transfer_table(result, "all"))
     typer.echo(f"results in {folder}")

@@ -14,4 +14,5 @@ __all__ = ["CompressOptions", "CompressResult", "MethodEntry", "compress", "get_
            "register_method"]
 
 # SafeCompress configurations and the defence baselines join the registry on import.
+from modelsafe.compress import safecompress_methods as _safecompress_methods  # noqa: F401, I001
 from modelsafe.compress import defences as _defences  # noqa: F401

@@ -154,31 +154,6 @@ def _build_models(values: list[str], specs: set[str], runs: dict, data: Dataset,
 ATTACK_FILES = ("transfer.json", "transfer.csv", "transfer.md", "examples.png")
 
 
-def _write_results(folder: Path, result, dataset: str, described: dict, names: list[str], surrogates: list[str],
-                   n: int, settings: str, eps_value: float, eps: str, examples: int) -> None:
-    """transfer.json / .csv / .md and the example grid of one attack run."""
-    from modelsafe.adversarial import example_grid
-    from modelsafe.storage.io import write_csv, write_json, write_text
-
-    write_json(folder / "transfer.json", {**result.to_dict(), "dataset": dataset, "models": described})
-    per_attack = {(r["attack"], r["surrogate"]): r for r in result.attacks}
-    write_csv(folder / "transfer.csv", [
-        {**c, **{k: v for k, v in per_attack[(c["attack"], c["surrogate"])].items() if k != "spec"}}
-        for c in result.cells])
-    clean = "\n".join(f"| {k} | {100 * v:.1f} |" for k, v in result.clean_accuracy.items())
-    text = (f"# Transfer attacks on {dataset}\n\n{n} test images, {settings}. Cells: attack success rate (%); "
-            f"`*` = white-box.\n\n## Success over all images\n\n{result.markdown('all')}\n"
-            f"## Success over images the target classified correctly\n\n{result.markdown('correct')}\n"
-            f"## Clean accuracy (%)\n\n| model | accuracy |\n|---|---:|\n{clean}\n")
-    write_text(folder / "transfer.md", text)
-    if examples and result.examples:
-        first = surrogates[0]
-        keys = [(a, first) for a in names if (a, first) in result.examples]
-        clean_imgs = result.examples[keys[0]][0]
-        example_grid(clean_imgs, [result.examples[k][1] for k in keys], [k[0] for k in keys],
-                     folder / "examples.png", eps=eps_value, title=f"surrogate {first}, eps {eps}")
-
-
 def attack_run(surrogates: list[str], targets: list[str] | None = None, *, options: AttackRunOptions | None = None,
                dataset: str | None = None, data_root: str | None = None, dataset_options: dict | None = None,
                out: str | os.PathLike | None = None, seed: int = 0, device: str | torch.device | None = None,
@@ -188,6 +163,7 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
     (default ``runs/attack-<dataset>-s<seed>``). Run folders bring their dataset, which ``dataset`` must then
     match. Returns (the transfer matrix, the folder)."""
     from modelsafe.data import load_dataset
+    from modelsafe.report.transfer import write_transfer_report
     from modelsafe.storage.folder import OwnedFolder
     from modelsafe.utils import resolve_device
 
@@ -211,8 +187,8 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
         result = _attack(opts, models, len(surrogate_paths), data.test.subset(range(images)), seed, dev, progress)
         settings = (f"eps = {opts.eps_text} ({opts.eps:.4f}), labels = {opts.labels}, quantize = {opts.quantize}, "
                     f"seed = {seed}")
-        _write_results(folder, result, data.info.name, described, list(opts.attacks), result.settings["surrogates"],
-                       images, settings, opts.eps, opts.eps_text, opts.examples)
+        write_transfer_report(folder, result, data.info.name, described, list(opts.attacks), images, settings,
+                              opts.eps_text, opts.examples)
     return result, folder
 
 

@@ -70,6 +70,7 @@ def _demo_in(root: Path, data, model: str, width: float, split, options, images:
              progress: bool, start: float, log: Callable[[str], None]) -> None:
     """Both demo parts, written into the claimed folder ``root``."""
     from modelsafe.adversarial import transfer_matrix
+    from modelsafe.report import transfer_table
     from modelsafe.report.compare import format_table
     from modelsafe.sparse import load_sparse
     from modelsafe.storage.io import write_json, write_text
@@ -102,7 +103,7 @@ def _demo_in(root: Path, data, model: str, width: float, split, options, images:
     matrix = transfer_matrix(["mi-fgsm", "smi-fgrm"], {"cnn": surrogate}, targets,
                              data.test.subset(range(images)), eps=eps, seed=seed, device=dev,
                              progress=progress)
-    transfer = matrix.markdown()
+    transfer = transfer_table(matrix)
     log(transfer)
 
     report = (f"# modelsafe demo\n\n## SafeCompress at density {density} ({data.info.name}, {model} width {width}, "
