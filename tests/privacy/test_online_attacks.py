@@ -143,3 +143,43 @@ def test_online_rmia_beats_the_loss_attack_at_low_fpr(memorised, online_referenc
     loss = evaluate(MetricAttack("loss"), memorised)
     assert rmia.auc > loss.auc and rmia.tpr_at_fpr[0.01] > 2 * max(loss.tpr_at_fpr[0.01], 0.01), (
         rmia.auc, rmia.tpr_at_fpr, loss.auc, loss.tpr_at_fpr)
+
+
+def test_shifted_views_move_pixels_and_fill_the_border_with_zeros():
+    from modelsafe.privacy.online import hflip, query_views, shifted
+
+    x = torch.arange(1, 10, dtype=torch.float32).reshape(1, 1, 3, 3)
+    assert shifted(1, 0)(x)[0, 0].tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]
+    assert shifted(0, -1)(x)[0, 0].tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]
+    assert hflip(x)[0, 0, 0].tolist() == [3, 2, 1]
+    assert len(query_views("flip-shift", TensorData(x, torch.tensor([0])))) == 10
+    with pytest.raises(ModelsafeError, match="need images"):
+        query_views("flip", DATA)
+
+
+def test_flip_queries_average_the_per_view_likelihood_ratios():
+    gen = torch.Generator().manual_seed(0)
+    images = TensorData(torch.rand(6, 1, 4, 4, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2]))
+
+    def linear(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+    masks = torch.tensor([[1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1], [1, 1, 0, 0, 1, 1], [0, 0, 1, 1, 0, 0]],
+                         dtype=torch.bool)
+    refs = ReferenceModels([linear(s) for s in range(4)], images, masks)
+    target = linear(9)
+    attack = OnlineLiRAAttack(references=refs, num_models=4, queries="flip")
+    attack.fit(target, images.subset([0, 1, 2]), images.subset([3, 4, 5]))
+    y = images.y
+    with torch.no_grad():
+        views = [images.x, images.x.flip(-1)]
+        t_phi = np.stack([phi(target(v).numpy(), y.numpy()) for v in views])            # (views, samples)
+        r_phi = np.stack([[phi(m(v).numpy(), y.numpy()) for m in refs.models] for v in views])  # (views, k, N)
+    inside = np.broadcast_to(masks.numpy(), r_phi.shape)
+    s_in, s_out = r_phi[inside].std(), r_phi[~inside].std()
+    expected_scores = np.mean([[norm.logpdf(t_phi[v, i], np.median(r_phi[v][masks[:, i], i]), s_in)
+                                - norm.logpdf(t_phi[v, i], np.median(r_phi[v][~masks[:, i], i]), s_out)
+                                for i in range(6)] for v in range(2)], axis=0)
+    np.testing.assert_allclose(attack.score(target, images), expected_scores, rtol=1e-5, atol=1e-5)
+    assert attack.label == "lira-online (queries flip)"

@@ -33,6 +33,7 @@ class OnlineRMIAAttack(OnlineReferenceAttack):
 
     def _log_ratio(self, target: nn.Module, data, what: str) -> np.ndarray:
         logits, refs, _ = self.online_logits(target, data, what)
+        logits, refs = logits[0], refs[0]
         log_refs = torch.stack([negative_loss(r, data.y) for r in refs])  # (k, N) log Pr(x|θ_j)
         log_px = torch.logsumexp(log_refs, dim=0) - math.log(log_refs.shape[0])
         return (negative_loss(logits, data.y) - log_px).numpy()
