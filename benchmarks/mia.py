@@ -29,9 +29,13 @@ from modelsafe.training import TrainConfig, evaluate, fit
 from modelsafe.workflows import init_model
 
 
-def attack_list(epochs: int) -> list:
+def attack_list(epochs: int, online_models: int = 0) -> list:
     learned = {"epochs": epochs}
-    return [
+    online = [create_mia("lira-online", num_models=online_models), create_mia("rmia-online", num_models=online_models)]
+    if online_models >= 4:  # per-sample variances need 2 IN and 2 OUT values per sample
+        online.insert(1, create_mia("lira-online", num_models=online_models, fixed_variance=False))
+    online = online if online_models else []
+    return online + [
         "correctness", "confidence", "entropy", "modified-entropy", "loss",
         create_mia("loss", per_class=True), create_mia("modified-entropy", per_class=True),
         create_mia("blackbox-nn", **learned), create_mia("blackbox-nn", prediction="logits", **learned),
@@ -125,6 +129,9 @@ def main() -> None:
     p.add_argument("--members", type=int, default=1000, help="target training-set size")
     p.add_argument("--epochs", type=int, default=60, help="target (and reference model) training epochs")
     p.add_argument("--reference-models", type=int, default=4)
+    p.add_argument("--online-models", type=int, default=0,
+                   help="IN/OUT reference models of lira-online and rmia-online (even; 0: skip them, they train "
+                        "on halves of every audited sample)")
     p.add_argument("--attack-epochs", type=int, default=100, help="epochs of the learned attack models")
     p.add_argument("--eval-nonmembers", type=int, default=5000)
     p.add_argument("--bootstrap", type=int, default=1000)
@@ -156,12 +163,20 @@ def main() -> None:
           f"member accuracy {task['members']:.4f}, test accuracy {task['test']:.4f}")
 
     out = Path(args.out)
-    reports = audit(model, data, split, attack_list(args.attack_epochs),
-                    model_factory=lambda s: init_model("cnn", data, 1.0, s),
-                    trainer=FitTrainer(train, device=args.device), num_reference_models=args.reference_models,
-                    n_bootstrap=args.bootstrap, out_dir=out, device=args.device, seed=args.seed,
-                    progress=args.progress)
+    kwargs = dict(model_factory=lambda s: init_model("cnn", data, 1.0, s), trainer=FitTrainer(train, device=args.device),
+                  num_reference_models=args.reference_models, n_bootstrap=args.bootstrap, out_dir=out,
+                  device=args.device, seed=args.seed, progress=args.progress)
+    start = time.perf_counter()
+    reports = audit(model, data, split, attack_list(args.attack_epochs, args.online_models), **kwargs)
+    first_seconds = time.perf_counter() - start
     ref_seconds = reports["lira"].details.get("reference_seconds")
+    reuse = ["lira", "rmia"] + (["lira-online", "rmia-online"] if args.online_models else [])
+    options = {n: {"num_models": args.online_models} for n in reuse if n.endswith("-online")}
+    start = time.perf_counter()
+    audit(model, data, split, reuse, options=options, **{**kwargs, "out_dir": out / "again",
+                                                        "reference_store": out / "references"})
+    print(f"audit with every attack: {first_seconds:.0f} s; a second audit of {', '.join(reuse)} with the stored "
+          f"reference models: {time.perf_counter() - start:.1f} s")
 
     print(f"\n{len(reports['loss'].scores)} evaluation samples: {reports['loss'].n_members} members, "
           f"{reports['loss'].n_nonmembers} non-members; {args.reference_models} reference models "
