@@ -57,3 +57,10 @@ def test_index_files_text_and_npy(tmp_path):
         read_indices(tmp_path / "f.npy", "members")
     with pytest.raises(ModelsafeError, match="does not exist"):
         read_indices(tmp_path / "none.txt", "members")
+
+
+def test_a_recipe_split_still_needs_a_validation_set(blobs):
+    from modelsafe.data import SplitSpec
+
+    with pytest.raises(ModelsafeError, match="'validation' is empty"):
+        MembershipSplit.create(blobs, SplitSpec(members=100, validation=0), seed=0)

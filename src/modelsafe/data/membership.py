@@ -5,7 +5,6 @@ from those. Index files hold one integer a line, or a NumPy ``.npy`` array."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +87,8 @@ def split_from_membership(dataset: Dataset, members, non_members=None, *, known_
             "test": torch.arange(n_train, total), "attack_known_members": members[:n_known],
             "eval_members": members[n_known:], "attack_reference": non_members[:n_ref],
             "eval_nonmembers": non_members[n_ref:n_ref + n_eval], "population": non_members[n_ref + n_eval:]}
-    spec = replace(SplitSpec(), members=members.numel(), validation=0, known_fraction=known_fraction,
-                   reference=n_ref, eval_nonmembers=n_eval, population=sets["population"].numel())
+    spec = SplitSpec(members=members.numel(), validation=0, known_fraction=known_fraction, reference=n_ref,
+                     eval_nonmembers=n_eval, population=sets["population"].numel())
     split = MembershipSplit(dataset.info.name, n_train, len(dataset.test), seed, spec, sets)
     split.validate()
     return split

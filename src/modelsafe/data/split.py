@@ -108,6 +108,8 @@ class MembershipSplit:
             raise ModelsafeError(f"dataset {dataset!r} has no training samples, so it cannot be split into members "
                                  "and non-members (it is an evaluation-only set)")
         spec = _absolute(spec, num_train, num_test)
+        if spec.validation == 0:  # only splits of models trained elsewhere go without one
+            raise ModelsafeError("split set 'validation' is empty; raise the sizes in the split spec")
         gen = make_generator(derive_seed(seed, "membership-split"))
         train_order = torch.randperm(num_train, generator=gen)
         test_order = torch.randperm(num_test, generator=gen) + num_train

@@ -44,6 +44,7 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     s = np.concatenate([members, nonmembers])
     y = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
     fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+    thresholds[0] = np.inf  # scikit-learn before 1.3 put max(score) + 1 there
     return fpr, tpr, thresholds
 
 

@@ -12,7 +12,7 @@ import torch
 from modelsafe.data import Dataset, MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.audit import DEFAULT_ATTACKS, audit
-from modelsafe.privacy.references import FitTrainer
+from modelsafe.privacy.references import FitTrainer, Trainer
 from modelsafe.privacy.registry import mia_entry
 from modelsafe.privacy.report import MIAReport
 from modelsafe.report.audit import write_audit_report
@@ -132,7 +132,7 @@ def _check_attacks(attacks) -> list[str]:
 
 
 def _audit_into(out_dir: Path, job: AuditJob, model: torch.nn.Module, data: Dataset, split: MembershipSplit,
-                model_factory, trainer: FitTrainer | None, context: dict, title: str,
+                model_factory, trainer: Trainer | None, context: dict, title: str,
                 save_split: bool = False) -> tuple[dict[str, MIAReport], Path]:
     """Run the audit into the claimed folder ``out_dir`` and write its report."""
     with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references",)):
