@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
-from modelsafe.privacy import audit, create_mia, last_weight_names, per_sample_grads, per_sample_grads_loop
+from modelsafe.privacy import (
+    audit,
+    create_mia,
+    last_weight_names,
+    offline_reference_models,
+    per_sample_grads,
+    per_sample_grads_loop,
+)
 from modelsafe.privacy.references import FitTrainer
 from modelsafe.report.audit import write_audit_report
 from modelsafe.storage.io import write_json
@@ -124,15 +131,20 @@ def speed_only(args) -> None:
         t: {k: 1e3 * v for k, v in r.items()} for t, r in results.items()}})
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", type=int, default=1000, help="target training-set size")
     p.add_argument("--epochs", type=int, default=60, help="target (and reference model) training epochs")
     p.add_argument("--reference-models", type=int, default=4)
+    p.add_argument("--few-models", type=int, nargs="*", default=[2, 4],
+                   help="also run lira and rmia with the first K of the offline reference models (K < "
+                        "--reference-models), and lira-online/rmia-online with K balanced models of their own")
     p.add_argument("--online-models", type=int, default=0,
                    help="IN/OUT reference models of lira-online and rmia-online (even; 0: skip them, they train "
                         "on halves of every audited sample)")
     p.add_argument("--attack-epochs", type=int, default=100, help="epochs of the learned attack models")
+    p.add_argument("--reference", type=int, default=None,
+                   help="attacker-known non-members (default: half the members)")
     p.add_argument("--eval-nonmembers", type=int, default=5000)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--grad-batch", type=int, default=128, help="samples in the gradient-speed measurement")
@@ -142,34 +154,82 @@ def main() -> None:
     p.add_argument("--progress", action="store_true")
     p.add_argument("--speed-only", action="store_true", help="only the white-box gradient-speed table")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts for --speed-only")
-    args = p.parse_args()
-    if args.speed_only:
-        speed_only(args)
-        return
+    return p.parse_args()
 
-    data = load_dataset("fashion-mnist")
+
+def train_target(args, data) -> tuple:
+    """The split, the trained target, its training settings, accuracies and seconds."""
     half = args.members // 2
     spec = SplitSpec(members=args.members, validation=1000, known_fraction=0.5, nonmember_source="train",
-                     reference=half, eval_nonmembers=args.eval_nonmembers, population=4 * args.members)
+                     reference=half if args.reference is None else args.reference,
+                     eval_nonmembers=args.eval_nonmembers, population=4 * args.members)
     split = MembershipSplit.create(data, spec, seed=args.seed)
     train = TrainConfig(epochs=args.epochs, lr=0.05, batch_size=128)
     model = init_model("cnn", data, 1.0, args.seed)
     start = time.perf_counter()
     fit(model, split.data(data, "members"), train, seed=args.seed, device=args.device, progress=args.progress)
-    target_seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     task = {"members": evaluate(model, split.data(data, "members"), device=args.device)["accuracy"],
             "test": evaluate(model, data.test, device=args.device)["accuracy"]}
-    print(f"target: cnn on {args.members} members, {args.epochs} epochs ({target_seconds:.0f} s); "
+    print(f"target: cnn on {args.members} members, {args.epochs} epochs ({seconds:.0f} s); "
           f"member accuracy {task['members']:.4f}, test accuracy {task['test']:.4f}")
+    return split, model, train, task, seconds
 
+
+def few_model_reports(args, model, data, split, kwargs: dict, refs) -> dict:
+    """lira and rmia with the first K offline reference models, and the online attacks with K balanced models
+    of their own, for every K of ``--few-models``; reports keyed by attack and K."""
+    reports = {}
+    for k in sorted(set(args.few_models)):
+        if k < len(refs):
+            sub = refs.first(k)
+            got = audit(model, data, split, [create_mia("lira", references=sub), create_mia("rmia", references=sub)],
+                        **{**kwargs, "out_dir": Path(args.out) / f"few-{k}"})
+            reports.update({f"{name} ({k} models)": r for name, r in got.items()})
+        if args.online_models and k < args.online_models and k % 2 == 0:
+            got = audit(model, data, split, ["lira-online", "rmia-online"],
+                        options={"lira-online": {"num_models": k}, "rmia-online": {"num_models": k}},
+                        **{**kwargs, "out_dir": Path(args.out) / f"few-online-{k}",
+                           "reference_store": Path(args.out) / "references"})
+            reports.update({f"{name} ({k} models)": r for name, r in got.items()})
+    for name, r in reports.items():
+        r.attack = name
+    return reports
+
+
+def print_table(reports: dict) -> list:
+    print("| attack | models | balanced acc | AUC [95% CI] | TPR@1% FPR [95% CI] | TPR@0.1% FPR [95% CI] | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for name, r in reports.items():
+        cells = [f"{v:.3f} [{r.intervals.get(key, (float('nan'),) * 2)[0]:.3f}, "
+                 f"{r.intervals.get(key, (float('nan'),) * 2)[1]:.3f}]"
+                 for key, v in (("auc", r.auc), ("tpr@1%", r.tpr_at_fpr[0.01]), ("tpr@0.1%", r.tpr_at_fpr[0.001]))]
+        models = r.details.get("num_models", "")
+        print(f"| {name} | {models} | {r.accuracy:.3f} | {' | '.join(cells)} | {r.seconds:.1f} |")
+        rows.append(r.summary())
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    if args.speed_only:
+        speed_only(args)
+        return
+    data = load_dataset("fashion-mnist")
+    split, model, train, task, target_seconds = train_target(args, data)
     out = Path(args.out)
-    kwargs = dict(model_factory=lambda s: init_model("cnn", data, 1.0, s), trainer=FitTrainer(train, device=args.device),
+    factory = lambda s: init_model("cnn", data, 1.0, s)
+    kwargs = dict(model_factory=factory, trainer=FitTrainer(train, device=args.device),
                   num_reference_models=args.reference_models, n_bootstrap=args.bootstrap, out_dir=out,
                   device=args.device, seed=args.seed, progress=args.progress)
+    refs = offline_reference_models(data, split, factory, trainer=kwargs["trainer"], num_models=args.reference_models,
+                                    store_root=out / "references", device=args.device, seed=args.seed,
+                                    progress=args.progress)
     start = time.perf_counter()
     reports = audit(model, data, split, attack_list(args.attack_epochs, args.online_models), **kwargs)
-    first_seconds = time.perf_counter() - start
-    ref_seconds = reports["lira"].details.get("reference_seconds")
+    first_seconds = time.perf_counter() - start + (refs.train_seconds or 0.0)
+    ref_seconds = refs.train_seconds
     reuse = ["lira", "rmia"] + (["lira-online", "rmia-online"] if args.online_models else [])
     options = {n: {"num_models": args.online_models} for n in reuse if n.endswith("-online")}
     start = time.perf_counter()
@@ -177,19 +237,12 @@ def main() -> None:
                                                         "reference_store": out / "references"})
     print(f"audit with every attack: {first_seconds:.0f} s; a second audit of {', '.join(reuse)} with the stored "
           f"reference models: {time.perf_counter() - start:.1f} s")
+    reports.update(few_model_reports(args, model, data, split, kwargs, refs))
 
     print(f"\n{len(reports['loss'].scores)} evaluation samples: {reports['loss'].n_members} members, "
-          f"{reports['loss'].n_nonmembers} non-members; {args.reference_models} reference models "
-          f"({ref_seconds:.0f} s to train, shared by shadow/lira/rmia and not in their seconds)\n")
-    print("| attack | balanced acc | AUC [95% CI] | TPR@1% FPR | TPR@0.1% FPR | seconds |")
-    print("|---|---|---|---|---|---|")
-    rows = []
-    for name, r in reports.items():
-        lo, hi = r.intervals.get("auc", (float("nan"), float("nan")))
-        print(f"| {name} | {r.accuracy:.3f} | {r.auc:.3f} [{lo:.3f}, {hi:.3f}] | {r.tpr_at_fpr[0.01]:.3f} | "
-              f"{r.tpr_at_fpr[0.001]:.3f} | {r.seconds:.1f} |")
-        rows.append(r.summary())
-
+          f"{reports['loss'].n_nonmembers} non-members; {args.reference_models} offline reference models "
+          f"({ref_seconds or 0:.0f} s to train, shared by shadow/lira/rmia and not in their seconds)\n")
+    rows = print_table(reports)
     x = split.data(data, "eval_members").subset(range(args.grad_batch))
     speed = grad_speed(model, x.features().to(args.device), x.y.to(args.device))
     print_speed(speed, args.grad_batch)
@@ -199,7 +252,8 @@ def main() -> None:
                "reference models": args.reference_models, "reference training seconds": ref_seconds}
     write_audit_report(reports, out, title="Membership-inference benchmark: Fashion-MNIST CNN", context=context)
     write_json(out / "results.json", {"args": vars(args), "task": task, "target_seconds": target_seconds,
-                                      "reference_seconds": ref_seconds, "attacks": rows, "grad_speed": speed})
+                                      "reference_seconds": ref_seconds, "first_audit_seconds": first_seconds,
+                                      "attacks": rows, "grad_speed": speed})
     print(f"\nreport: {out / 'report.md'}")
 
 

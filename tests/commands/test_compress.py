@@ -67,6 +67,10 @@ def must_not_run(*args, **kwargs):
     (["compare", "--methods", "rigl", "--density", "1.5"], "density must lie in (0, 1], got 1.5"),
     (["compare", "--methods", "rigl", "--audit", "xmia"], "unknown membership attack 'xmia'"),
     (["compare", "--methods", "rigl", "--audit-repeats", "0"], "--audit-repeats must be >= 1, got 0"),
+    (["compare", "--methods", "rigl", "--audit", "lira-online", "--reference-models", "3"],
+     "lira-online: num_models must be an even integer >= 2"),
+    (["compare", "--methods", "rigl", "--audit", "lira", "--reference-models", "0"],
+     "--reference-models must be >= 1, got 0"),
     (["compress", "--method", "bmia-safecompress", "--option", "safecompress.probe_step=3"], "probe_step"),
 ])
 def test_bad_input_exits_2_before_training(tmp_path, monkeypatch, args, message):

@@ -183,3 +183,35 @@ def test_flip_queries_average_the_per_view_likelihood_ratios():
                                 for i in range(6)] for v in range(2)], axis=0)
     np.testing.assert_allclose(attack.score(target, images), expected_scores, rtol=1e-5, atol=1e-5)
     assert attack.label == "lira-online (queries flip)"
+
+
+def test_online_references_train_on_as_many_samples_as_the_target():
+    from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
+    from modelsafe.privacy.audit import ONLINE_SETS, online_population_ids
+
+    data = load_dataset("digits")
+    split = MembershipSplit.create(data, SplitSpec(members=300, validation=100, reference=50, eval_nonmembers=100,
+                                                   population=500), seed=0)
+    ids = online_population_ids(split)
+    assert ids.numel() == 600 and ids.unique().numel() == 600  # halves of 600: 300 samples, as the target
+    assert set(torch.cat([split[n] for n in ONLINE_SETS]).tolist()) <= set(ids.tolist())
+    assert set(ids.tolist()) <= set(torch.cat([split[n] for n in (*ONLINE_SETS, "population")]).tolist())
+    wide = MembershipSplit.create(data, SplitSpec(members=300, validation=100, reference=150, eval_nonmembers=600,
+                                                  population=100), seed=0)
+    with pytest.warns(UserWarning, match="online reference models train on 525 samples .* the target on 300"):
+        assert online_population_ids(wide).numel() == 1050  # every scored sample, no population on top
+
+
+def test_the_first_k_offline_reference_models_are_the_k_model_set():
+    population = TensorData(torch.randn(40, 5), torch.randint(0, 3, (40,)))
+    trainer = FitTrainer(TrainConfig(epochs=1, batch_size=8), device="cpu")
+    four = ReferenceModels.train(population, lambda s: torch.manual_seed(s) and nn.Linear(5, 3), trainer,
+                                 num_models=4, seed=5)
+    two = ReferenceModels.train(population, lambda s: torch.manual_seed(s) and nn.Linear(5, 3), trainer,
+                                num_models=2, seed=5)
+    first = four.first(2)
+    assert torch.equal(first.in_masks, two.in_masks) and len(first) == 2
+    for a, b in zip(first.models, two.models):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(ModelsafeError, match="first\\(k\\) needs 1 <= k <= 4"):
+        four.first(5)

@@ -307,3 +307,26 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
     path = write_json(tmp_path / "r.json", {"epsilon": float("inf"), "auc": [0.5, float("nan")],
                                             "t": torch.tensor([1.0, float("-inf")])})
     assert read_json(path) == {"epsilon": None, "auc": [0.5, None], "t": [1.0, None]}
+
+
+def test_compare_audits_with_references_trained_by_each_methods_recipe(data, tmp_path, monkeypatch):
+    import modelsafe.workflows.recipe as recipe_module
+
+    methods = []
+    real = recipe_module.compress
+
+    def spy(method, model, train_data, options, **kw):
+        methods.append((method, options))
+        return real(method, model, train_data, options, **kw)
+
+    monkeypatch.setattr(recipe_module, "compress", spy)
+    spec = SplitSpec(members=240, validation=60, nonmember_source="train", reference=120, eval_nonmembers=120,
+                     population=160)
+    result = compare(["bmia-safecompress", "rigl"], data, "mlp", options=OPTIONS, split=spec, seeds=(0,), width=0.25,
+                     out=tmp_path, device="cpu", audit_attacks=["lira"], attack_options={"lira": {"num_models": 2}},
+                     progress=False)
+    assert [m for m, _ in methods] == ["bmia-safecompress"] * 2 + ["rigl"] * 2
+    assert all(options == OPTIONS for _, options in methods)
+    for method in ("bmia-safecompress", "rigl"):
+        assert len(list((tmp_path / method / "seed0" / "references").glob("*/ref-*.safetensors"))) == 2
+    assert all(math.isfinite(row["lira_auc"]) for row in result["rows"])

@@ -27,6 +27,10 @@ def compare(
                                                          "whitebox; default: their own, 100).")] = None,
     audit_repeats: Annotated[int, typer.Option(help="Learned audit attackers fitted per run with different seeds; "
                                                     "their figures are averaged.")] = 1,
+    reference_models: Annotated[int | None, typer.Option(
+        help="Reference models of the audit attacks built on them (lira, rmia, their online forms, shadow), "
+             "trained with each method's own recipe and kept in <out>/<method>/seed<k>/references (default: "
+             "the attack's own, 4 offline, 16 online).")] = None,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/compare",
     data_root: opt.DataRootOpt = None,
     dataset_option: opt.DatasetOptionOpt = None,
@@ -49,7 +53,7 @@ def compare(
     options = CompressOptions(density=density, update_interval=update_interval, extra=opt.parse_method_options(option),
                               train=train)
     check_extras(method_list, options)  # a mistyped --option that no method reads
-    audit_names, attack_options = _audit_settings(audit, audit_epochs, audit_repeats)
+    audit_names, attack_options = _audit_settings(audit, audit_epochs, audit_repeats, reference_models)
     result = compare_run(method_list, dataset, model, options=options, split=split_spec, seeds=seed_list, width=width,
                          out=out, device=device, audit_attacks=audit_names, attack_options=attack_options,
                          data_root=data_root, dataset_options=opt.parse_key_values(dataset_option), progress=progress)
@@ -57,14 +61,23 @@ def compare(
     typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")
 
 
-def _audit_settings(audit: str, audit_epochs: int | None, audit_repeats: int) -> tuple[list[str], dict | None]:
+def _audit_settings(audit: str, audit_epochs: int | None, audit_repeats: int,
+                    reference_models: int | None = None) -> tuple[list[str], dict | None]:
     """The final-audit attack names and their options."""
+    from modelsafe.privacy.registry import mia_entry
+
     if audit_epochs is not None and audit_epochs < 1:
         raise typer.BadParameter(f"--audit-epochs must be >= 1, got {audit_epochs}")
+    if reference_models is not None and reference_models < 1:
+        raise typer.BadParameter(f"--reference-models must be >= 1, got {reference_models}")
     audit_names = [a.strip() for a in audit.split(",") if a.strip()]
     if audit_repeats < 1:
         raise typer.BadParameter(f"--audit-repeats must be >= 1, got {audit_repeats}")
     learned = {"blackbox-nn", "whitebox", "shadow"}
     given = {**({"epochs": audit_epochs} if audit_epochs else {}), **({"repeats": audit_repeats}
                                                                       if audit_repeats > 1 else {})}
-    return audit_names, ({a: given for a in audit_names if a in learned} if given else None)
+    options = {a: dict(given) for a in audit_names if a in learned and given}
+    for name in audit_names:
+        if reference_models is not None and mia_entry(name).needs_references:
+            options.setdefault(name, {})["num_models"] = reference_models
+    return audit_names, options or None

@@ -4,7 +4,7 @@ Every attack has ``fit(target, known_members, known_nonmembers)``, ``score(targe
 ``evaluate(target, members, nonmembers) -> MIAReport``; create them by name with :func:`create_mia`.
 :func:`audit` runs a list of attacks on a target and a membership split."""
 
-from modelsafe.privacy.audit import audit
+from modelsafe.privacy.audit import audit, offline_reference_models
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.grads import last_weight_names, per_sample_grads, per_sample_grads_loop
 from modelsafe.privacy.learned import BlackBoxNNAttack, LearnedAttack, WhiteBoxAttack
@@ -27,4 +27,5 @@ from modelsafe.privacy.shadow import ShadowAttack
 __all__ = ["FPR_LEVELS", "BlackBoxNNAttack", "FitTrainer", "LearnedAttack", "LiRAAttack", "MIAReport",
            "MembershipAttack", "MetricAttack", "RMIAAttack", "ReferenceModels", "ShadowAttack", "WhiteBoxAttack",
            "audit", "balanced_accuracy", "best_threshold", "create_mia", "last_weight_names", "list_mias",
-           "mia_entry", "per_sample_grads", "per_sample_grads_loop", "roc_auc", "roc_curve", "tpr_at_fpr"]
+           "mia_entry", "offline_reference_models", "per_sample_grads", "per_sample_grads_loop", "roc_auc",
+           "roc_curve", "tpr_at_fpr"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,8 +82,9 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
     needs_refs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None
                   and a.population is None]
     if needs_refs:
-        refs = references or _reference_models(dataset, split, model_factory, trainer, num_reference_models,
-                                               reference_train_size, store_root, dev, seed, progress)
+        refs = references or offline_reference_models(
+            dataset, split, model_factory, trainer=trainer, num_models=num_reference_models,
+            train_size=reference_train_size, store_root=store_root, device=dev, seed=seed, progress=progress)
         for attack in needs_refs:
             attack.references = refs
     _attach_online_references(built, dataset, split, model_factory, trainer, store_root, dev, seed, progress)
@@ -156,10 +158,15 @@ def _build_attacks(attacks: Sequence[str | MembershipAttack], options: dict[str,
     return built
 
 
-def _reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None,
-                      trainer: Trainer | None, num_models: int, train_size: int | None,
-                      store_root: Path | None, device: torch.device, seed: int,
-                      progress: bool) -> ReferenceModels:
+def offline_reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None, *,
+                             trainer: Trainer | None = None, num_models: int = 4, train_size: int | None = None,
+                             store_root: str | os.PathLike | None = None, device: torch.device | None = None,
+                             seed: int = 0, progress: bool = False) -> ReferenceModels:
+    """The reference models :func:`audit` trains for ``shadow``, ``lira`` and ``rmia`` (same arguments, same
+    store key), e.g. to train them once and give subsets of them (:meth:`ReferenceModels.first`) to several
+    audits: ``num_models`` models, each on random ``train_size`` (default: the target's member count, at most
+    half the population) samples of the split's population."""
+    device = pick_device(device)
     population_ids = split["population"]
     if population_ids.numel() < 2:
         raise ModelsafeError("shadow/lira/rmia need population data the target never saw, but this split has none; "
@@ -173,7 +180,7 @@ def _reference_models(dataset: Dataset, split: MembershipSplit, model_factory: M
     trainer = trainer or FitTrainer(device=device)
     fingerprint = {"design": "offline subsets", "seed": seed, "num_models": num_models, "train_size": train_size,
                    **_recipe(dataset, model_factory, trainer, population_ids)}
-    store = store_slot(store_root, fingerprint) if store_root is not None else None
+    store = store_slot(Path(store_root), fingerprint) if store_root is not None else None
     refs = ReferenceModels.train(population, model_factory, trainer, num_models=num_models, train_size=train_size,
                                  seed=derive_seed(seed, "audit-references"), progress=progress, store=store)
     for m in refs.models:
@@ -188,19 +195,36 @@ def _recipe(dataset: Dataset, model_factory: ModelFactory, trainer: Trainer, ids
             "trainer": trainer_fingerprint(trainer), "samples": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
 
 
-ONLINE_SETS = ("attack_known_members", "attack_reference", "eval_members", "eval_nonmembers", "population")
+ONLINE_SETS = ("attack_known_members", "attack_reference", "eval_members", "eval_nonmembers")
+
+
+def online_population_ids(split: MembershipSplit) -> torch.Tensor:
+    """The samples online reference models are trained on halves of: every sample the attacks fit on or score,
+    topped up with population samples to twice the target's member count, so that each reference model trains
+    on as many samples as the target (LiRA and RMIA train all models on equal-size halves). When the scored
+    samples alone are more than that, the reference models train on more samples than the target and
+    generalise better; a warning says so."""
+    required = torch.cat([split[name] for name in ONLINE_SETS])
+    want = 2 * int(split["members"].numel())
+    extra = split["population"][:max(0, want - required.numel())]
+    if required.numel() > want:
+        warnings.warn(f"online reference models train on {required.numel() // 2} samples (half of the "
+                      f"{required.numel()} the attacks fit on or score), the target on {want // 2}: score fewer "
+                      "samples (e.g. fewer evaluation non-members) for reference models trained like the target",
+                      stacklevel=3)
+    return torch.cat([required, extra])
 
 
 def _online_reference_models(dataset: Dataset, split: MembershipSplit, model_factory: ModelFactory | None,
                              trainer: Trainer | None, num_models: int, store_root: Path | None,
                              device: torch.device, seed: int, progress: bool) -> ReferenceModels:
-    """Reference models for online attacks: every sample the attacks fit on or score, plus the population, is
-    IN for exactly half of ``num_models`` models (:meth:`ReferenceModels.train_balanced`); stored under
-    ``store_root`` by a key of the settings, recipe and sample indices."""
+    """Reference models for online attacks: every sample of :func:`online_population_ids` is IN for exactly half
+    of ``num_models`` models (:meth:`ReferenceModels.train_balanced`); stored under ``store_root`` by a key of
+    the settings, recipe and sample indices."""
     if model_factory is None:
         raise ModelsafeError("online attacks (lira-online, rmia-online) train reference models: pass model_factory= "
                              "(seed -> fresh model of the target's architecture)")
-    ids = torch.cat([split[name] for name in ONLINE_SETS])
+    ids = online_population_ids(split)
     population = dataset.pool().subset(ids)
     trainer = trainer or FitTrainer(device=device)
     fingerprint = {"design": "balanced halves", "seed": seed, "num_models": num_models,

@@ -38,7 +38,8 @@ def as_samples(data: Samples, name: str) -> TensorData:
 
 def sample_digests(data: TensorData) -> list[bytes]:
     """One 16-byte digest per sample of its input and label (identical samples share a digest)."""
-    x = data.x.detach().cpu().contiguous().reshape(len(data), -1).numpy()
+    x = data.x.detach().cpu().contiguous()
+    x = (x.flatten(1) if x.dim() > 1 else x[:, None]).numpy()
     y = data.y.cpu().numpy()
     return [hashlib.blake2b(row.tobytes() + int(label).to_bytes(8, "little", signed=True), digest_size=16).digest()
             for row, label in zip(x, y)]

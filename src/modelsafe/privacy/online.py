@@ -79,6 +79,7 @@ class OnlineReferenceAttack(MembershipAttack):
     def reference_details(self) -> dict:
         refs = self.references
         return {"family": "online", "num_models": len(refs) if refs is not None else self.num_models,
+                "reference_train_size": int(refs.in_masks[0].sum()) if refs is not None else None,
                 "reference_seconds": refs.train_seconds if refs is not None else None}
 
     def online_logits(self, target: nn.Module, data, what: str,

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +42,25 @@ class FitTrainer:
 
 
 Trainer = Callable[[nn.Module, TensorData, int], None]
-"""``trainer(model, data, seed)`` trains ``model`` in place on ``data``; :class:`FitTrainer` is the default."""
+"""``trainer(model, data, seed)`` trains ``model`` in place on ``data``; :class:`FitTrainer` is the default.
+A trainer that also needs the samples a model is *not* trained on is a :class:`SubsetTrainer`."""
+
+
+class SubsetTrainer(ABC):
+    """A trainer given the whole population and the indices a reference model trains on, for recipes that use
+    the samples outside them too (SafeCompress's simulated attacker draws its non-members there).
+    ``fingerprint()`` is its part of the reference-model store's key."""
+
+    @abstractmethod
+    def train_subset(self, model: nn.Module, population: TensorData, indices: torch.Tensor, seed: int) -> None:
+        """Train ``model`` in place on ``population.subset(indices)``; (n,) int64 ``indices``."""
+
+    @abstractmethod
+    def fingerprint(self) -> dict:
+        """A JSON-able description of the recipe (what makes two sets of reference models interchangeable)."""
+
+    def __call__(self, model: nn.Module, data: TensorData, seed: int) -> None:
+        raise ModelsafeError(f"{type(self).__name__} trains on a subset of a population: call train_subset")
 
 
 @dataclass
@@ -114,12 +133,20 @@ class ReferenceModels:
             if j in finished:
                 load_weights(store.model_path(j), model)
             else:
-                trainer(model, population.subset(subsets[j]), derive_seed(seed, "reference-train", j))
+                _train_one(trainer, model, population, subsets[j], derive_seed(seed, "reference-train", j))
                 if store is not None:
                     save_weights(store.model_path(j), model)
             bar.set_postfix_str(f"{len(finished & set(range(j + 1)))} reused")
             models.append(model.eval())
         return cls(models, population, masks, time.perf_counter() - start if len(finished) < len(subsets) else None)
+
+    def first(self, k: int) -> ReferenceModels:
+        """The first ``k`` models. :meth:`train` draws each model's subset and seed in turn, so the first ``k`` of
+        a set equal the ``k`` models the same call with ``num_models=k`` trains (not true of
+        :meth:`train_balanced`, whose in-masks are balanced over all models)."""
+        if not isinstance(k, int) or not 1 <= k <= len(self):
+            raise ModelsafeError(f"first(k) needs 1 <= k <= {len(self)} models, got {k!r}")
+        return ReferenceModels(self.models[:k], self.population, self.in_masks[:k], self.train_seconds)
 
     def columns(self, data: TensorData, what: str) -> torch.Tensor:
         """(N,) the position in :attr:`population` of each sample of ``data`` (same input and label); a sample
@@ -140,11 +167,21 @@ class ReferenceModels:
                                           device=device) for j, m in enumerate(self.models)])
 
 
+def _train_one(trainer: Trainer, model: nn.Module, population: TensorData, indices: torch.Tensor,
+               seed: int) -> None:
+    if isinstance(trainer, SubsetTrainer):
+        trainer.train_subset(model, population, indices, seed)
+    else:
+        trainer(model, population.subset(indices), seed)
+
+
 def trainer_fingerprint(trainer: Trainer) -> dict:
-    """A JSON-able description of a :class:`FitTrainer` (other trainers: their repr)."""
+    """A JSON-able description of a :class:`FitTrainer` or of a trainer with a ``fingerprint()`` method (other
+    trainers: their repr)."""
     if isinstance(trainer, FitTrainer):
         return {"fit": asdict(trainer.config)}
-    return {"trainer": repr(trainer)}
+    own = getattr(trainer, "fingerprint", None)
+    return own() if callable(own) else {"trainer": repr(trainer)}
 
 
 class UsesReferenceModels:

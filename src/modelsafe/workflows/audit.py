@@ -62,7 +62,8 @@ def audit_run(run: str | os.PathLike, attacks: list[str] | tuple[str, ...] = DEF
     dev = resolve_device(device)
     model, data, split, cfg = load_target(run, device=dev, data_root=data_root)
     recipe = Recipe.from_run_config(cfg)
-    trainer = recipe.trainer(dev) if any(mia_entry(n).needs_references for n in names) else None
+    needs = any(mia_entry(n).needs_references for n in names)
+    trainer = recipe.trainer(dev, dataset=data, split=split) if needs else None
     context = {"run": str(run), "dataset": cfg["dataset"], "model": f"{recipe.model} (width {recipe.width})",
                "reference-model recipe": recipe.describe()["method"]}
     job = AuditJob(names, options, reference_models, bootstrap, seed, dev, progress, reference_store)

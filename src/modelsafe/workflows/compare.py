@@ -30,6 +30,7 @@ from modelsafe.report.compare import AUDIT_SHORT, format_table, plot_tradeoff, s
 from modelsafe.storage.io import read_json, write_csv, write_json, write_text
 from modelsafe.training import evaluate
 from modelsafe.utils import derive_seed, resolve_device
+from modelsafe.workflows.recipe import Recipe
 from modelsafe.workflows.targets import init_model
 
 AUDIT_ATTACKS = ("blackbox-nn", "whitebox")
@@ -37,14 +38,26 @@ AUDIT_ATTACKS = ("blackbox-nn", "whitebox")
 
 def audit_figures(model: torch.nn.Module, dataset: Dataset, split: MembershipSplit,
                   attacks: Sequence[str] = AUDIT_ATTACKS, *, seed: int = 0, device: str | torch.device | None = None,
-                  attack_options: dict | None = None, n_bootstrap: int = 200) -> dict[str, dict]:
+                  attack_options: dict | None = None, n_bootstrap: int = 200, recipe: Recipe | None = None,
+                  reference_store: str | os.PathLike | None = None) -> dict[str, dict]:
     """:func:`modelsafe.privacy.audit` of ``model`` by fresh attackers, as plain figures per attack.
 
     ``attack_options[name]`` go to :func:`~modelsafe.privacy.create_mia`, except ``repeats`` (default 1): the
     number of attackers fitted with different seeds, whose figures are averaged (a learned attacker's result
     varies with its initialisation; the single fits are kept under ``fits``). Each entry records the
-    ``options`` it was made with."""
+    ``options`` it was made with. Attacks built on reference models (``lira``, ``rmia``, their online forms,
+    ``shadow``) train them with ``recipe`` (the target's own, so a SafeCompress target is compared with
+    SafeCompress references) and keep them in ``reference_store``."""
     from modelsafe.privacy import audit, create_mia
+    from modelsafe.privacy.registry import mia_entry
+
+    refs = {}
+    if any(mia_entry(name).needs_references for name in attacks):
+        if recipe is None:
+            raise ModelsafeError(f"attacks {', '.join(a for a in attacks if mia_entry(a).needs_references)} train "
+                                 "reference models: give the target's recipe=")
+        refs = {"model_factory": recipe.model_factory(dataset), "reference_store": reference_store,
+                "trainer": recipe.trainer(device, dataset=dataset, split=split)}
 
     out = {}
     for name in attacks:
@@ -54,8 +67,8 @@ def audit_figures(model: torch.nn.Module, dataset: Dataset, split: MembershipSpl
         for r in range(repeats):
             attack_seed = derive_seed(seed, "audit", name) if r == 0 else derive_seed(seed, "audit", name, r)
             attack = create_mia(name, seed=attack_seed, device=device, **options)
-            reports = audit(model, dataset, split, [attack], n_bootstrap=n_bootstrap, device=device,
-                            progress=False)
+            reports = audit(model, dataset, split, [attack], n_bootstrap=n_bootstrap, device=device, progress=False,
+                            num_reference_models=getattr(attack, "num_models", 4), seed=seed, **refs)
             report = next(iter(reports.values()))
             fits.append({"accuracy": report.accuracy, "advantage": report.advantage, "auc": report.auc,
                          "tpr_at_fpr": {str(k): v for k, v in report.tpr_at_fpr.items()},
@@ -108,6 +121,7 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     settings = _relevant(_jsonable(settings), get_method(method).extras)
     result_path, weights_path = out / "result.json", out / "model.sparse.safetensors"
     dev = resolve_device(device)
+    recipe = Recipe(model_name, width, options.train, method, options)
     if result_path.is_file():
         result = read_json(result_path)
         saved = _relevant(result.get("settings", settings), get_method(method).extras)
@@ -122,7 +136,7 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
             model = init_model(model_name, dataset, width, seed)
             model.load_state_dict(load_sparse(weights_path))
             extra = audit_figures(model.to(dev), dataset, split, missing, seed=seed, device=dev,
-                                attack_options=attack_options)
+                                  attack_options=attack_options, recipe=recipe, reference_store=out / "references")
             result["audit"].update(extra)
             _add_audit(result["row"], extra)
             write_json(result_path, result)
@@ -135,7 +149,7 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     seconds = time.perf_counter() - start
     export = export_sparse(compressed, weights_path)
     audit = audit_figures(compressed, dataset, split, audit_attacks, seed=seed, device=dev,
-                        attack_options=attack_options)
+                          attack_options=attack_options, recipe=recipe, reference_store=out / "references")
     row = _row(method, seed, evaluate(compressed, dataset.test, device=dev)["accuracy"], info, export, seconds)
     _add_audit(row, audit)
     result = {"row": row, "audit": audit, "settings": settings,
@@ -207,7 +221,7 @@ def _check_compare(methods: Sequence[str], options: CompressOptions, seeds: Sequ
                    audit_attacks: Sequence[str], attack_options: dict | None) -> CompressOptions:
     """Unknown methods, bad method options, seeds, unknown audit attacks, stray attack options and bad repeat
     counts fail here, before any training; returns the validated options."""
-    from modelsafe.privacy.registry import mia_entry
+    from modelsafe.privacy.registry import create_mia, mia_entry
 
     if not methods:
         raise ModelsafeError("compare needs at least one method")
@@ -222,6 +236,8 @@ def _check_compare(methods: Sequence[str], options: CompressOptions, seeds: Sequ
     if stray:
         raise ModelsafeError(f"attack options given for {', '.join(stray)}, which the audit does not run "
                              f"(audit attacks: {', '.join(audit_attacks)})")
-    for name, given in (attack_options or {}).items():
-        _repeats(name, given.get("repeats", 1))
+    for name in audit_attacks:
+        given = dict((attack_options or {}).get(name, {}))
+        _repeats(name, given.pop("repeats", 1))
+        create_mia(name, **given)  # bad attack options fail now, not after the first compression
     return options
