@@ -74,6 +74,9 @@ def main() -> None:
                         help="safety tests of bmia-/accuracy-/mia-safecompress (default: the library's)")
     parser.add_argument("--audits", nargs="+", default=["blackbox-nn", "whitebox", "loss"],
                         help="final audit attacks")
+    parser.add_argument("--lira-models", type=int, default=0,
+                        help="also audit with offline LiRA on K reference models trained by each method's own "
+                             "recipe (kept in each run's references/ folder; 0: no LiRA)")
     parser.add_argument("--candidates", nargs="+", default=None,
                         help="candidate strategies of the selection, 'prune/grow[#seed][@xM]' (default: the library's)")
     parser.add_argument("--bmia-audit-epochs", type=int, default=100,
@@ -90,6 +93,8 @@ def main() -> None:
         parser.error(f"--seeds repeats a seed: {args.seeds}")
     if args.objective_weight is not None and args.objective_weight < 0:
         parser.error("--objective-weight must be >= 0")
+    if args.lira_models < 0:
+        parser.error("--lira-models must be >= 0")
     data = load_dataset("fashion-mnist")
     split = get_recipe("small", members=args.members)
     options = CompressOptions(
@@ -104,6 +109,9 @@ def main() -> None:
     start = time.perf_counter()
     attack_options = {"blackbox-nn": {"epochs": args.bmia_audit_epochs, "repeats": args.bmia_audit_repeats},
                       "whitebox": {"epochs": args.wmia_audit_epochs}}
+    if args.lira_models:
+        attack_options["lira"] = {"num_models": args.lira_models}
+        args.audits = list(dict.fromkeys([*args.audits, "lira"]))
     result = compare(args.methods, data, args.model, options=options, split=split, seeds=args.seeds,
                      width=args.width, out=args.out, device=args.device, progress=args.progress,
                      audit_attacks=tuple(args.audits),
@@ -163,7 +171,7 @@ def paired_report(rows: list[dict], methods: list[str]) -> str:
         for method in methods:
             if method in (baseline, "rigl") or baseline not in methods:
                 continue
-            for key in ("task_accuracy", *(f"{a}_advantage" for a in AUDITS)):
+            for key in ("task_accuracy", *(f"{a}_advantage" for a in AUDITS), "lira_tpr@1%"):
                 d = paired_difference(rows, method, baseline, key)
                 if d is None:
                     continue

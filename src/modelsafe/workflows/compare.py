@@ -103,6 +103,7 @@ def _add_audit(row: dict, audit: dict[str, dict]) -> None:
         short = AUDIT_SHORT.get(name, name)
         row[f"{short}_accuracy"], row[f"{short}_advantage"] = figures["accuracy"], figures["advantage"]
         row[f"{short}_auc"] = figures["auc"]
+        row[f"{short}_tpr@1%"] = figures["tpr_at_fpr"].get("0.01")
         row[f"{short}_tpr@0.1%"] = figures["tpr_at_fpr"].get("0.001")
 
 
