@@ -94,6 +94,8 @@ def test_samples_outside_the_population_and_odd_model_counts_are_refused():
         attack.fit(Table(TARGET), stranger, DATA.subset([2]))
     with pytest.raises(ModelsafeError, match="even integer"):
         OnlineLiRAAttack(num_models=3)
+    with pytest.raises(ModelsafeError, match="per-sample variance needs at least 2 IN and 2 OUT .* >= 4, got 2"):
+        OnlineLiRAAttack(num_models=2, fixed_variance=False)  # refused before any reference model is trained
     with pytest.raises(ModelsafeError, match="needs reference models"):
         OnlineLiRAAttack().fit(Table(TARGET), DATA.subset([0]), DATA.subset([1]))
 

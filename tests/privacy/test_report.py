@@ -1,6 +1,7 @@
 """Reports on disk, audit() on a real split, and the `modelsafe audit --run` command."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -150,3 +151,17 @@ def test_reference_store_is_shared_by_key_and_resumes_after_a_kill(digits_target
     clean = audit(model, data, split, ["lira"], out_dir=tmp_path / "d",
                   **{**kwargs, "trainer": FitTrainer(TRAIN, device="cpu"), "reference_store": tmp_path / "other"})["lira"]
     np.testing.assert_allclose(first.scores, clean.scores)  # resuming changes nothing
+
+
+def test_a_store_written_for_another_recipe_is_kept_and_not_reused(digits_target, tmp_path):
+    model, data, split = digits_target
+    store = tmp_path / "store"
+    kwargs = dict(model_factory=lambda s: init_model("mlp", data, 0.5, s), num_reference_models=2, n_bootstrap=0,
+                  reference_store=store, device="cpu", progress=False)
+    audit(model, data, split, ["lira"], trainer=FitTrainer(TRAIN, device="cpu"), **kwargs)
+    before = {p: p.read_bytes() for p in store.glob("*/*")}
+    other = FitTrainer(replace(TRAIN, lr=TRAIN.lr / 2), device="cpu")
+    audit(model, data, split, ["lira"], trainer=other, **kwargs)
+    slots = sorted(p.name for p in store.iterdir())
+    assert len(slots) == 2  # a slot per recipe
+    assert all(p.read_bytes() == data_ for p, data_ in before.items())  # the first recipe's models are untouched

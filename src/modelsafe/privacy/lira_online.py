@@ -42,6 +42,9 @@ class OnlineLiRAAttack(OnlineReferenceAttack):
     def __init__(self, *, fixed_variance: bool = True, center: str = "median", queries: str = "none", **options):
         super().__init__(**options)
         self.fixed_variance = bool(fixed_variance)
+        if not self.fixed_variance and self.references is None and self.num_models < 4:
+            raise ModelsafeError(f"lira-online with per-sample variance needs at least 2 IN and 2 OUT reference "
+                                 f"models per sample: num_models must be >= 4, got {self.num_models}")
         self.center = check_choice("center", center, CENTRES)
         self.queries = check_choice("queries", queries, QUERIES)
         self.sigma_: tuple[float, float] | None = None
