@@ -10,7 +10,7 @@ import copy
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +79,9 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
     built = _build_attacks(attacks, dict(options or {}), seed, dev, progress)
     store_root = Path(reference_store) if reference_store is not None else _default_store(out_dir)
 
-    needs_refs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None
-                  and a.population is None]
-    if needs_refs:
-        refs = references or offline_reference_models(
-            dataset, split, model_factory, trainer=trainer, num_models=num_reference_models,
-            train_size=reference_train_size, store_root=store_root, device=dev, seed=seed, progress=progress)
-        for attack in needs_refs:
-            attack.references = refs
+    _attach_offline_references(built, lambda: references or offline_reference_models(
+        dataset, split, model_factory, trainer=trainer, num_models=num_reference_models,
+        train_size=reference_train_size, store_root=store_root, device=dev, seed=seed, progress=progress))
     _attach_online_references(built, dataset, split, model_factory, trainer, store_root, dev, seed, progress)
 
     reports: dict[str, MIAReport] = {}
@@ -122,6 +117,15 @@ def _resolve_split(dataset: Dataset, split: MembershipSplit | None, members, non
         raise ModelsafeError("give either split= or members=/non_members=, not both")
     split.check_dataset(dataset)
     return split
+
+
+def _attach_offline_references(built: list[MembershipAttack], make: Callable[[], ReferenceModels]) -> None:
+    """Give every offline reference-model attack without references the set ``make()`` returns (one, shared)."""
+    needs = [a for a in built if isinstance(a, UsesReferenceModels) and a.references is None and a.population is None]
+    if needs:
+        refs = make()
+        for attack in needs:
+            attack.references = refs
 
 
 def _attach_online_references(built: list[MembershipAttack], dataset: Dataset, split: MembershipSplit,
