@@ -159,10 +159,11 @@ def follows(part: object, protocol: type[Part | ModelCombination]) -> list[str]:
 
 def check_part(field: str, part: object, protocol: type[Part]) -> None:
     """Raise ModelsafeError naming ``field`` unless ``part`` is an object with ``protocol``'s methods."""
+    kind = ("an " if protocol.__name__[0] in "AEIOU" else "a ") + protocol.__name__
     if isinstance(part, type):
-        raise ModelsafeError(f"{field} must be a {protocol.__name__} instance, got the class {part.__name__} "
+        raise ModelsafeError(f"{field} must be {kind} instance, got the class {part.__name__} "
                              f"(call it: {part.__name__}())")
     missing = follows(part, protocol)
     if missing:
-        raise ModelsafeError(f"{field} must be a {protocol.__name__} (methods {', '.join(protocol.methods)}); "
+        raise ModelsafeError(f"{field} must be {kind} (methods {', '.join(protocol.methods)}); "
                              f"{type(part).__name__} has no method {', '.join(missing)}")
