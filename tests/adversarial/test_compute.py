@@ -61,3 +61,10 @@ def test_matrix_reports_compute_per_image(cnn, mlp, images, labels):
     assert rows["smi-fgrm"]["gradient_evaluations_per_image"] == 3 * 13
     assert rows["smi-fgrm"]["backward_per_image"] == 3 * 13
     assert rows["smi-fgrm"]["forward_per_image"] == 3 * 13 + 1
+
+
+def test_memory_saving_ensemble_with_scale_copies_equals_joint(cnn, mlp, images):
+    joint = create_attack("mi-fgsm-ct", Ensemble([cnn, mlp]), eps=0.1, steps=2, di_prob=1.0)(images)
+    lean = create_attack("mi-fgsm-ct", Ensemble([cnn, mlp], memory_saving=True), eps=0.1, steps=2,
+                         di_prob=1.0)(images)
+    assert (joint - lean).abs().max() < 1e-5
