@@ -203,3 +203,33 @@ def test_transform_the_model_cannot_take_is_named(setup):
 
     with pytest.raises(ModelsafeError, match="input transform Rows must return 5 rows"):
         create_attack("mi-fgsm", model, eps=0.1, steps=2, transforms=(Rows(),))(x0, y)
+
+
+class FlatPoints(GradientEstimator):
+    """Calls the oracle with (N, C, H, W) instead of (K, N, C, H, W) points."""
+
+    def estimate(self, grad_fn, x, center, eps, state, generator):
+        return grad_fn(center)
+
+
+class Summed(GradientEstimator):
+    """Returns one number instead of an (N, C, H, W) gradient."""
+
+    def estimate(self, grad_fn, x, center, eps, state, generator):
+        return grad_fn(center.unsqueeze(0)).sum()
+
+
+class BadWeights(Mirror):
+    def weights(self):
+        return torch.tensor([1.0, -1.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"estimator": FlatPoints()}, r"grad_fn takes \(K, 5, C, H, W\) points, got \(5, 1, 3, 4\)"),
+    ({"estimator": Summed()}, r"estimator Summed must return a gradient of shape \(5, 1, 3, 4\), got \(\)"),
+    ({"transforms": (BadWeights(),)}, r"input transform BadWeights must give 2 non-negative weights"),
+])
+def test_parts_that_break_their_contract_at_run_time_are_named(setup, fields, match):
+    model, x0, y = setup
+    with pytest.raises(ModelsafeError, match=match):
+        TransferAttack(model, AttackSpec(eps=0.1, steps=1, **fields))(x0, y)

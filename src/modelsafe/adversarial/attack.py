@@ -226,6 +226,10 @@ class TransferAttack:
         for _ in tqdm(range(spec.steps), desc=self.name, unit="step", leave=False, disable=not progress):
             center = spec.update.center(x, update_state, alpha)
             g = spec.estimator.estimate(grad_fn, x, center, eps, state, noise)
+            if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+                got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ModelsafeError(f"estimator {type(spec.estimator).__name__} must return a gradient of "
+                                     f"shape {tuple(x.shape)}, got {got}")
             if spec.smoothing is not None:
                 g = spec.smoothing(g)
             buffer = spec.update.update(g, update_state)

@@ -26,18 +26,17 @@ class PointGradients:
         self.combination, self.transforms, self.y, self.loss = combination, list(transforms), y, loss
         self.chunk, self.count, self.generator = chunk, count, generator
         self.counts = [int(t.views()) for t in self.transforms]
-        for t, v in zip(self.transforms, self.counts):
-            if v < 1:
-                raise ModelsafeError(f"input transform {type(t).__name__} must give at least one view, got {v}")
-        weights = [t.weights().to(torch.float64).reshape(-1) for t in self.transforms]
         joint = torch.ones(1, dtype=torch.float64)
-        for w in weights:
-            joint = torch.outer(joint, w).reshape(-1)
+        for t, v in zip(self.transforms, self.counts):
+            joint = torch.outer(joint, _view_weights(t, v)).reshape(-1)
         self.views = math.prod(self.counts)
         self.weights, self.total_weight = joint, float(joint.sum())
         self.checked = not self.transforms  # the first model call on transformed inputs is checked
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        if not isinstance(points, torch.Tensor) or points.dim() != 5 or points.shape[1] != self.y.shape[0]:
+            got = tuple(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__
+            raise ModelsafeError(f"grad_fn takes (K, {self.y.shape[0]}, C, H, W) points, got {got}")
         k_points, batch = points.shape[:2]
         members = len(self.combination.members)
         draws = [t.prepare(k_points, members, points.shape[2:], self.generator) for t in self.transforms]
@@ -91,6 +90,18 @@ class PointGradients:
                                  f"{type(err).__name__}: {err}") from err
         self.checked = True
         return grad
+
+
+def _view_weights(transform: InputTransform, views: int) -> torch.Tensor:
+    """The (views,) float64 weights of ``transform``, checked: non-negative with a positive sum."""
+    name = type(transform).__name__
+    if views < 1:
+        raise ModelsafeError(f"input transform {name} must give at least one view, got {views}")
+    w = torch.as_tensor(transform.weights(), dtype=torch.float64).reshape(-1)
+    if w.numel() != views or not bool((w >= 0).all()) or not float(w.sum()) > 0:
+        raise ModelsafeError(f"input transform {name} must give {views} non-negative weights with a positive "
+                             f"sum, got {w.tolist()}")
+    return w
 
 
 def _apply(transform: InputTransform, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
