@@ -12,6 +12,7 @@ from modelsafe.adversarial import (
     DepthFirstSampling,
     GradientEstimator,
     InputTransform,
+    ModelCombination,
     Momentum,
     ScaleCopies,
     StepDirection,
@@ -233,3 +234,31 @@ def test_parts_that_break_their_contract_at_run_time_are_named(setup, fields, ma
     model, x0, y = setup
     with pytest.raises(ModelsafeError, match=match):
         TransferAttack(model, AttackSpec(eps=0.1, steps=1, **fields))(x0, y)
+
+
+class Doubled(ModelCombination):
+    """A combination of its own: the mean logits of one model on the image and on twice the image."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.members = [model]
+
+    def forward(self, x):
+        return (self.model(x) + self.model(2 * x)) / 2
+
+    def input_gradient(self, leaf, inputs, y, loss):
+        x = inputs(0)
+        return torch.autograd.grad(loss((self.model(x) + self.model(2 * x)) / 2, y), leaf)[0]
+
+
+def test_own_model_combination_is_asked_for_the_gradient_and_counted(setup):
+    model, x0, y = setup
+    attack = create_attack("i-fgsm", Doubled(model), eps=0.3, steps=1, alpha=0.01, direction=Identity())
+    adv = attack(x0, y)
+    logits = (model(x0) + model(2 * x0)) / 2
+    p = torch.softmax(logits, 1) - nn.functional.one_hot(y, 3).double()
+    grad = (p @ model.weight).view_as(x0) * 1.5  # d/dx of (Wx + 2Wx) / 2
+    assert (adv - one_step(x0, grad, 0.01)).abs().max().item() < 1e-12
+    c = attack.last_compute
+    assert (c.forward_per_image, c.backward_per_image, c.gradient_evaluations_per_image) == (4, 2, 1)
