@@ -9,9 +9,10 @@ Quick start::
     print(transfer_table(result))              # from modelsafe.report
 """
 
-from modelsafe.adversarial.attack import AttackSpec, Momentum, TransferAttack, quantize_in_ball
+from modelsafe.adversarial.attack import AttackSpec, TransferAttack, quantize_in_ball
+from modelsafe.adversarial.compute import ComputeCount
 from modelsafe.adversarial.directions import RescaleStep, SignStep, rescale_official, rescale_paper
-from modelsafe.adversarial.ensemble import Ensemble, Resized
+from modelsafe.adversarial.ensemble import Ensemble, Resized, SingleModel
 from modelsafe.adversarial.estimators import (
     DepthFirstSampling,
     PlainGradient,
@@ -19,6 +20,16 @@ from modelsafe.adversarial.estimators import (
     depth_first_walk,
 )
 from modelsafe.adversarial.matrix import TransferMatrix, transfer_matrix
+from modelsafe.adversarial.parts import (
+    GradFn,
+    GradientEstimator,
+    GradientTransform,
+    InputTransform,
+    ModelCombination,
+    PointEstimator,
+    StepDirection,
+    UpdateRule,
+)
 from modelsafe.adversarial.presets import PRESETS, create_attack, describe_attacks, list_attacks
 from modelsafe.adversarial.transforms import (
     InputDiversity,
@@ -26,10 +37,13 @@ from modelsafe.adversarial.transforms import (
     TranslationSmoothing,
     gaussian_kernel,
 )
+from modelsafe.adversarial.updates import Momentum
 
 __all__ = [
-    "PRESETS", "AttackSpec", "DepthFirstSampling", "Ensemble", "InputDiversity", "Momentum", "PlainGradient",
-    "RescaleStep", "Resized", "ScaleCopies", "SignStep", "TransferAttack", "TransferMatrix", "TranslationSmoothing",
-    "VarianceTuning", "create_attack", "depth_first_walk", "describe_attacks", "gaussian_kernel",
-    "list_attacks", "quantize_in_ball", "rescale_official", "rescale_paper", "transfer_matrix",
+    "PRESETS", "AttackSpec", "ComputeCount", "DepthFirstSampling", "Ensemble", "GradFn", "GradientEstimator",
+    "GradientTransform", "InputDiversity", "InputTransform", "ModelCombination", "Momentum", "PlainGradient",
+    "PointEstimator", "RescaleStep", "Resized", "ScaleCopies", "SignStep", "SingleModel", "StepDirection",
+    "TransferAttack", "TransferMatrix", "TranslationSmoothing", "UpdateRule", "VarianceTuning", "create_attack",
+    "depth_first_walk", "describe_attacks", "gaussian_kernel", "list_attacks", "quantize_in_ball",
+    "rescale_official", "rescale_paper", "transfer_matrix",
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from modelsafe._checks import check_choice, check_positive
+from modelsafe.adversarial.parts import StepDirection
 
 RESCALE_FORMS = ("official", "paper")
 
@@ -56,7 +57,7 @@ def rescale_official(g: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class SignStep:
+class SignStep(StepDirection):
     """``sign(g)``: the FGSM family's step direction."""
 
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ class SignStep:
 
 
 @dataclass(frozen=True)
-class RescaleStep:
+class RescaleStep(StepDirection):
     """FGRM step direction. ``form="official"`` (default; the authors' code, :func:`rescale_official`) or
     ``"paper"`` (:func:`rescale_paper`). ``scale`` is the paper's rescale factor c (2)."""
 

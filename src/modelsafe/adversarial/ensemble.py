@@ -1,14 +1,16 @@
-"""Surrogate wrappers: logit-averaging ensembles and input resizing for models of other resolutions."""
+"""Surrogate wrappers: model combinations (:class:`~modelsafe.adversarial.parts.ModelCombination`: one model,
+or a logit-averaging ensemble) and input resizing for models of other resolutions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from modelsafe._checks import check_choice, check_positive_int
+from modelsafe.adversarial.parts import Loss, ModelCombination
 from modelsafe.errors import ModelsafeError
 
 RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area")
@@ -33,7 +35,23 @@ class Resized(nn.Module):
         return self.model(x)
 
 
-class Ensemble(nn.Module):
+class SingleModel(ModelCombination):
+    """One surrogate ``model`` as a combination (what an attack makes of a plain ``nn.Module``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.members = [model]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def input_gradient(self, leaf: torch.Tensor, inputs: Callable[[int], torch.Tensor], y: torch.Tensor,
+                       loss: Loss) -> torch.Tensor:
+        return torch.autograd.grad(loss(self.model(inputs(0)), y), leaf)[0]
+
+
+class Ensemble(ModelCombination):
     """Logit averaging: ``forward(x) = sum_m w_m f_m(x)`` with weights normalised to sum 1 (equal by
     default), the S-FGRM ensemble. Members must accept the same input; wrap others in :class:`Resized`
     (or pass ``input_sizes``, one size or None per member).
@@ -69,3 +87,20 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sum(w * m(x) for w, m in zip(self.weights, self.members))
+
+    def input_gradient(self, leaf: torch.Tensor, inputs: Callable[[int], torch.Tensor], y: torch.Tensor,
+                       loss: Loss) -> torch.Tensor:
+        """Gradient of ``loss(sum_m w_m f_m(inputs(m)), y)``: one graph through every member, or with
+        ``memory_saving`` one member at a time (see the class docstring)."""
+        pairs = list(zip(self.weights, self.members))
+        if not self.memory_saving:
+            logits = sum(w * m(inputs(j)) for j, (w, m) in enumerate(pairs))
+            return torch.autograd.grad(loss(logits, y), leaf)[0]
+        with torch.no_grad():
+            mean_logits = sum(w * m(inputs(j)) for j, (w, m) in enumerate(pairs))
+        mean_logits.requires_grad_(True)
+        logit_grad = torch.autograd.grad(loss(mean_logits, y), mean_logits)[0]
+        grad = torch.zeros_like(leaf)
+        for j, (w, m) in enumerate(pairs):
+            grad += torch.autograd.grad(m(inputs(j)), leaf, grad_outputs=w * logit_grad)[0]
+        return grad

@@ -1,9 +1,11 @@
 """Gradient estimators: where an iteration takes loss gradients and how it combines them.
 
-Each estimator returns the K points of one iteration as a (K, N, C, H, W) tensor (point 0 is the centre:
-the current iterate, or its Nesterov look-ahead) and later combines the K gradients at those points into
-one (N, C, H, W) gradient. The points never depend on gradients, so the attack evaluates all of them in
-chunks of a configurable size instead of one model call per point.
+The estimators here are :class:`~modelsafe.adversarial.parts.PointEstimator` s: each returns the K points of
+one iteration as a (K, N, C, H, W) tensor (point 0 is the centre: the current iterate, or its Nesterov
+look-ahead) and later combines the K gradients at those points into one (N, C, H, W) gradient. The points
+never depend on gradients, so the attack evaluates all of them in chunks of a configurable size instead of
+one model call per point. Estimators that need gradients one after another implement
+:class:`~modelsafe.adversarial.parts.GradientEstimator` ``.estimate`` directly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from modelsafe._checks import check_choice, check_non_negative, check_positive, check_positive_int
+from modelsafe.adversarial.parts import PointEstimator
 
 WALK_STARTS = ("lookahead", "current")
 
@@ -29,11 +32,8 @@ def depth_first_walk(start: torch.Tensor, samples: int, radius: float,
 
 
 @dataclass(frozen=True)
-class PlainGradient:
+class PlainGradient(PointEstimator):
     """One gradient at the centre point."""
-
-    def init_state(self, x: torch.Tensor) -> dict:
-        return {}
 
     def points(self, x: torch.Tensor, center: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
         return center.unsqueeze(0)
@@ -43,7 +43,7 @@ class PlainGradient:
 
 
 @dataclass(frozen=True)
-class DepthFirstSampling:
+class DepthFirstSampling(PointEstimator):
     """S-FGRM's depth-first sampling: the centre gradient g_0 plus ``samples`` gradients along a random walk
     with steps U(-beta*eps, beta*eps), averaged as (gamma*g_0 + sum g_i) / (N + gamma): N + 1 gradient
     evaluations per iteration. Defaults N = 12, beta = 1.5, gamma = 1 (the authors' ``smi_fgrm.py``).
@@ -63,9 +63,6 @@ class DepthFirstSampling:
         check_non_negative("gamma", self.gamma)
         check_choice("walk_start", self.walk_start, WALK_STARTS)
 
-    def init_state(self, x: torch.Tensor) -> dict:
-        return {}
-
     def points(self, x: torch.Tensor, center: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
         start = center if self.walk_start == "lookahead" else x
         walk = depth_first_walk(start, self.samples, self.beta * eps, generator)
@@ -76,7 +73,7 @@ class DepthFirstSampling:
 
 
 @dataclass(frozen=True)
-class VarianceTuning:
+class VarianceTuning(PointEstimator):
     """Variance tuning (VMI/VNI-FGSM, Wang & He 2021): the step uses g_t + v_{t-1}, where
     v_t = mean of ``samples`` gradients at i.i.d. neighbours x_t + U(-beta*eps, beta*eps) minus g_t.
     Neighbours are drawn around the current iterate even with a look-ahead (as the VT code). Defaults

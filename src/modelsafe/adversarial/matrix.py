@@ -18,6 +18,7 @@ from modelsafe._checks import (
     check_positive_int,
 )
 from modelsafe.adversarial.attack import TransferAttack
+from modelsafe.adversarial.compute import ComputeCount
 from modelsafe.adversarial.ensemble import Ensemble, Resized
 from modelsafe.adversarial.presets import PRESETS, create_attack
 from modelsafe.data.info import TensorData
@@ -37,7 +38,9 @@ class TransferMatrix:
     (the target is the surrogate or one of its ensemble members). ``attacks``: one dict per (attack,
     surrogate) with ``white_box_success`` (on the surrogate itself), ``black_box_mean`` (mean ``success`` over
     the black-box targets), their ``..._on_correct`` forms, ``mean_linf``, ``mean_l2`` (perturbation size per image, [0, 1] pixel units),
-    ``seconds`` and ``seconds_per_100``. Success means "misclassified" (untargeted) or "classified as the
+    ``seconds``, ``seconds_per_100`` and the compute per image, counted where the surrogate ran
+    (``gradient_evaluations_per_image``, ``forward_per_image``, ``backward_per_image``; see
+    :class:`~modelsafe.adversarial.compute.ComputeCount`). Success means "misclassified" (untargeted) or "classified as the
     target class" (targeted). ``examples[(attack, surrogate)]`` holds (clean, adversarial) image tensors."""
 
     cells: list[dict]
@@ -162,8 +165,8 @@ class _Tally:
         self.built, self.surrogates, self.targets = built, surrogates, targets
         self.counts = {(a, s, t): {"success": 0, "correct": 0, "success_on_correct": 0}
                        for (a, s) in built for t in targets}
-        self.per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0}
-                           for key in built}
+        self.per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0,
+                                 "compute": ComputeCount()} for key in built}
         self.clean_correct = {name: 0 for name in [*targets, *surrogates]}
         self.kept: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._clean: dict[str, torch.Tensor] = {}
@@ -178,6 +181,7 @@ class _Tally:
         a, s = key
         stats = self.per_attack[key]
         stats["seconds"] += seconds
+        stats["compute"] += self.built[key].last_compute
         delta = (adv - x).flatten(1).double()
         stats["linf"] += float(delta.abs().amax(1).sum())
         stats["l2"] += float(delta.norm(dim=1).sum())
@@ -219,5 +223,6 @@ class _Tally:
                          "black_box_mean": sum(bb) / len(bb) if bb else None,
                          "black_box_mean_on_correct": sum(bb_correct) / len(bb_correct) if bb_correct else None,
                          "mean_linf": st["linf"] / n, "mean_l2": st["l2"] / n, "seconds": st["seconds"],
-                         "seconds_per_100": 100 * st["seconds"] / n, "spec": attack.spec.describe()})
+                         "seconds_per_100": 100 * st["seconds"] / n, **st["compute"].per_image(),
+                         "spec": attack.spec.describe()})
         return cells, rows

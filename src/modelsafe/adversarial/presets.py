@@ -2,14 +2,14 @@
 
 ``create_attack(name, model, eps=16/255, steps=None, **overrides)``. Overrides are either
 :class:`AttackSpec` fields (``alpha``, ``random_start``, ``targeted``, ``label_source``, ``quantize``,
-``chunk_size``, or whole parts: ``estimator=``, ``scales=``, ``diversity=``, ``smoothing=``, ``update=``,
-``direction=``), ``seed``/``device``, or the flat parameter names below, which change one field of a part
+``chunk_size``, or whole parts, the library's or your own: ``estimator=``, ``scales=``, ``diversity=``,
+``transforms=``, ``smoothing=``, ``update=``, ``direction=``), ``seed``/``device``, or the flat parameter names below, which change one field of a part
 the preset already has (``samples=20`` on smi-fgrm; ``samples`` on mi-fgsm is an error).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import torch
 from torch import nn
@@ -116,7 +116,7 @@ def _spec(preset: Preset, eps: float, steps: int | None, overrides: dict) -> Att
     defaults = AttackSpec()
     for part, changes in by_part.items():
         current = parts.get(part, getattr(defaults, part))
-        names = {f.name for f in fields(current)} if current is not None else set()
+        names = {f.name for f in fields(current)} if is_dataclass(current) else set()
         missing = sorted(set(changes) - names)
         if current is None or missing:
             flat = [k for k, (p, f) in PART_FIELDS.items() if p == part and f in (missing or changes)]

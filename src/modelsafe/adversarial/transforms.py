@@ -1,5 +1,6 @@
-"""Input transforms of the transfer-attack family: input diversity (DI), scale copies (SI) and translation
-invariance (TI, a smoothing of the gradient). CT is all three together.
+"""Input transforms of the transfer-attack family: input diversity (DI) and scale copies (SI), both
+:class:`~modelsafe.adversarial.parts.InputTransform` s, and translation invariance (TI, a
+:class:`~modelsafe.adversarial.parts.GradientTransform`: a smoothing of the gradient). CT is all three together.
 
 Images are (N, C, H, W) in [0, 1]. The official S-FGRM code works in [-1, 1], where 0 is mid-grey; the
 defaults here (``pad_value=0.5``, ``center=0.5``) reproduce that in [0, 1] pixel space.
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from modelsafe._checks import check_choice, check_fraction, check_positive, check_positive_int
+from modelsafe.adversarial.parts import GradientTransform, InputTransform
 from modelsafe.errors import ModelsafeError
 
 DI_MODES = ("nearest", "bilinear")
@@ -33,7 +36,7 @@ class DiversityDraw:
 
 
 @dataclass(frozen=True)
-class InputDiversity:
+class InputDiversity(InputTransform):
     """DI: with probability ``prob`` resize the image to a random size and pad it at a random position.
 
     ``resize_rate > 1`` (default 1.1, as the official 299 -> [299, 331) -> 331 canvas): the image grows to a
@@ -98,9 +101,24 @@ class InputDiversity:
             canvas = F.interpolate(canvas, size=tuple(x.shape[-2:]), mode=self.mode, align_corners=align)
         return canvas
 
+    def views(self) -> int:
+        return 1
+
+    def prepare(self, points: int, members: int, shape: torch.Size,
+                generator: torch.Generator) -> tuple[list[DiversityDraw], int]:
+        """One draw per gradient point and member: draw ``point * members + member``."""
+        return self.draw(points * members, shape[-2], shape[-1], generator), members
+
+    def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
+              draw: Any) -> torch.Tensor:
+        draws, members = draw
+        keys, counts = torch.unique_consecutive(point, return_counts=True)
+        pieces = torch.split(x, counts.tolist())
+        return torch.cat([self(p, draws[int(key) * members + member]) for p, key in zip(pieces, keys)])
+
 
 @dataclass(frozen=True)
-class ScaleCopies:
+class ScaleCopies(InputTransform):
     """SI: ``copies`` scaled images ``center + (x - center) / 2**i``, i = 0 .. copies-1; their gradients
     (chain rule included) are averaged. The official code sums them in [-1, 1] space, i.e. shrinks towards
     grey: ``center=0.5`` (default) is exactly that for models whose native range is [-1, 1]. ``center=0``
@@ -118,6 +136,14 @@ class ScaleCopies:
         """Scale factor 2**-i for copy indices ``index``."""
         return torch.pow(0.5, index.to(torch.float64))
 
+    def views(self) -> int:
+        return self.copies
+
+    def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
+              draw: Any) -> torch.Tensor:
+        factors = self.factors(view).to(x.dtype).view(-1, 1, 1, 1)
+        return self.center + (x - self.center) * factors
+
 
 def gaussian_kernel(size: int, nsig: float) -> torch.Tensor:
     """(size, size) float64 Gaussian: points ``linspace(-nsig, nsig, size)``, standard-normal density,
@@ -129,7 +155,7 @@ def gaussian_kernel(size: int, nsig: float) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class TranslationSmoothing:
+class TranslationSmoothing(GradientTransform):
     """TI: convolve the (averaged) gradient with a ``size`` x ``size`` Gaussian (``nsig`` standard deviations
     to each edge; 7 and 3 give sigma = 1 px, the S-FGRM CT code) per channel, zero padding, same size.
     Applied before the L1 normalisation, as in the official code."""
