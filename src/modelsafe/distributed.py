@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from torch import nn
 from modelsafe.errors import ModelsafeError
 
 _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_alone = [0]  # depth of nested alone() blocks
 
 
 def launched() -> bool:
@@ -71,14 +73,29 @@ def init(backend: str | None = None) -> bool:
     return world > 1
 
 
+@contextmanager
+def alone() -> Iterator[None]:
+    """Inside the block this process acts as a single one (world 1, rank 0, collectives are no-ops): for work
+    each rank does on its own, such as training its share of the reference models with :func:`fit`."""
+    _alone[0] += 1
+    try:
+        yield
+    finally:
+        _alone[0] -= 1
+
+
 def world_size() -> int:
-    """How many processes run together (1 outside ``torchrun``)."""
+    """How many processes run together (1 outside ``torchrun`` and inside :func:`alone`)."""
+    if _alone[0]:
+        return 1
     init()
     return _dist().get_world_size() if _joined() else 1
 
 
 def rank() -> int:
-    """This process's rank in [0, world_size) (0 outside ``torchrun``)."""
+    """This process's rank in [0, world_size) (0 outside ``torchrun`` and inside :func:`alone`)."""
+    if _alone[0]:
+        return 0
     init()
     return _dist().get_rank() if _joined() else 0
 
@@ -100,7 +117,7 @@ def active() -> bool:
 
 def local_device(device: torch.device) -> torch.device:
     """``device`` with the CUDA index of this process under ``torchrun`` (``cuda`` → ``cuda:LOCAL_RANK``)."""
-    if device.type == "cuda" and device.index is None and active():
+    if device.type == "cuda" and device.index is None and launched():
         return torch.device("cuda", local_rank())
     return device
 
