@@ -20,6 +20,7 @@ from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.references import FitTrainer, ReferenceModels, StoreSlot, store_slot
 from modelsafe.sparse import SparsityCallback
 from modelsafe.training import Callback, Checkpointer, TrainConfig, fit
+from modelsafe.utils import derive_seed
 
 WORLD = 2
 CONFIG = TrainConfig(epochs=3, batch_size=16, lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -208,8 +209,6 @@ def test_a_crashed_rank_loses_only_its_model_and_a_relaunch_trains_the_missing_o
     present = {j for j in range(4) if slot.model_path(j).is_file()}
     assert 1 in present and 3 not in present  # rank 1 finished model 1, died on model 3
     launch(_crashing_worker, tmp_path, False)
-    from modelsafe.utils import derive_seed
-
     logs = [tmp_path / f"second-{r}.log" for r in range(WORLD)]
     retrained = [int(s) for log in logs if log.exists() for s in log.read_text().split()]
     assert sorted(retrained) == sorted(derive_seed(7, "reference-train", j) for j in set(range(4)) - present)
@@ -237,3 +236,29 @@ def test_an_incomplete_torchrun_environment_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(ModelsafeError, match="MASTER_ADDR"):
         distributed.init()
+
+
+def test_torchrun_cli_trains_once_and_matches_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from modelsafe.cli import app
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    args = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--device", "cpu", "--no-progress"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                           "--master_port", str(_free_port()), "-m", "modelsafe", "train", *args, "--out",
+                           str(tmp_path / "ddp")], check=False, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("test accuracy") == 1  # printed by rank 0 only
+    one_process = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path / "one")])
+    assert one_process.exit_code == 0, one_process.output
+    ddp, one = load_file(tmp_path / "ddp" / "weights.safetensors"), load_file(tmp_path / "one" / "weights.safetensors")
+    assert ddp.keys() == one.keys()
+    for name in one:
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5)
