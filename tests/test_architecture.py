@@ -7,7 +7,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "modelsafe"
 LAYERS = {
-    "errors": 0, "utils": 1, "_checks": 1, "registry": 1,
+    "errors": 0, "utils": 1, "_checks": 1, "registry": 1, "distributed": 1,
     "storage": 2, "data": 3, "models": 4, "training": 5,
     "sparse": 6, "privacy": 6, "adversarial": 6,
     "compress": 7, "report": 8, "workflows": 9, "commands": 10, "cli": 11, "__main__": 12,

@@ -18,6 +18,7 @@ from modelsafe.commands.compress import compress
 from modelsafe.commands.datasets import datasets
 from modelsafe.commands.demo import demo
 from modelsafe.commands.train import train
+from modelsafe.distributed import world_size
 from modelsafe.errors import ModelsafeError
 
 
@@ -52,12 +53,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+PARALLEL_COMMANDS = ("train",)
+"""The commands that run under ``torchrun`` with several processes; the others refuse to."""
+
+
+def _check_parallel(name: str) -> None:
+    if name not in PARALLEL_COMMANDS and world_size() > 1:
+        raise ModelsafeError(f"`modelsafe {name}` does not run on several processes yet (only "
+                             f"{', '.join(PARALLEL_COMMANDS)} does); run it without torchrun")
+
+
 def _command(fn: Callable) -> None:
     """Register ``fn``; bad input (ModelsafeError) becomes one line on stderr and exit status 2."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
+            _check_parallel(fn.__name__)
             return fn(*args, **kwargs)
         except ModelsafeError as exc:
             typer.echo(f"error: {_one_line(exc)}", err=True)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from modelsafe import distributed
 from modelsafe._checks import (
     check_choice,
     check_fraction,
@@ -85,6 +86,7 @@ class TrainState:
     epoch: int = 0
     generator: torch.Generator | None = None
     logs: dict = field(default_factory=dict)
+    averager: distributed.GradientAverager | None = None
 
 
 class Callback:
@@ -165,47 +167,88 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
     ``config`` fields can also be passed as keywords (``fit(model, data, epochs=3, lr=0.1)``). With ``run_dir``
     the state is checkpointed after each epoch and an existing checkpoint there is resumed (it must come from
     the same config). Randomness (shuffling, augmentation) comes from ``seed`` only. The model is left in
-    eval mode."""
+    eval mode.
+
+    Under ``torchrun`` (:mod:`modelsafe.distributed`) the run is data-parallel: every rank draws the same
+    shuffled global batches of ``batch_size`` samples and trains on its share (``rank::world``), gradients are
+    averaged over the global batch (:class:`~modelsafe.distributed.GradientAverager`), so the weights follow
+    the single-process run; only rank 0 writes checkpoints and shows progress, ``run_dir`` must be on a
+    filesystem every rank sees."""
     config = replace(config or TrainConfig(), **overrides)
     if len(train_data) == 0:
         raise ModelsafeError("train_data is empty")
-    dev = resolve_device(device)
+    dev = distributed.local_device(resolve_device(device))
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ModelsafeError("the model has no trainable parameters")
+    progress = progress and distributed.is_main()
+    averager = _start_parallel(model, params)
     optimizer = (optimizer_factory or make_optimizer)(params, config)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s, total_steps))
     state = TrainState(model, optimizer, config, dev, total_steps, steps_per_epoch,
-                       generator=make_generator(derive_seed(seed, "fit-shuffle")))
+                       generator=make_generator(derive_seed(seed, "fit-shuffle")), averager=averager)
     for cb in callbacks:
         cb.on_fit_start(state)
 
     history: list[dict] = []
     ckpt = Checkpointer(Path(run_dir) / "checkpoint") if run_dir is not None else None
     fingerprint = {"config": asdict(config), "seed": seed, "n_train": len(train_data)}
-    if ckpt is not None and ckpt.exists():
+    if ckpt is not None and _checkpoint_everywhere(ckpt):
         history = ckpt.restore(state, scheduler, callbacks, fingerprint)
 
+    try:
+        _run_epochs(state, train_data, val_data, scheduler, callbacks, history, progress,
+                    None if ckpt is None else (ckpt, fingerprint))
+    finally:
+        if averager is not None:
+            averager.remove()
+    distributed.barrier()  # the last checkpoint is written when fit returns on any rank
+    model.eval()
+    return history
+
+
+def _run_epochs(state: TrainState, train_data: TensorData, val_data: TensorData | None, scheduler,
+                callbacks: Sequence[Callback], history: list[dict], progress: bool,
+                checkpoint: tuple[Checkpointer, dict] | None) -> None:
+    """The epochs from ``state.epoch`` on: train, validate, callbacks' epoch end, append to ``history``, and
+    checkpoint (rank 0 only) when ``checkpoint`` = (checkpointer, fingerprint) is given."""
+    config = state.config
     epochs = tqdm(range(state.epoch, config.epochs), desc="train", unit="epoch", disable=not progress,
                   initial=state.epoch, total=config.epochs)
     for epoch in epochs:
         state.epoch = epoch
         state.logs = _train_epoch(state, train_data, scheduler, callbacks, progress)
         if val_data is not None and len(val_data):
-            val = evaluate(model, val_data, batch_size=max(config.batch_size, 512), device=dev)
+            val = evaluate(state.model, val_data, batch_size=max(config.batch_size, 512), device=state.device)
             state.logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         for cb in callbacks:
             cb.on_epoch_end(state)
         history.append(dict(state.logs))
         epochs.set_postfix({k: f"{v:.4f}" for k, v in state.logs.items() if k != "epoch" and isinstance(v, float)})
         state.epoch = epoch + 1
-        if ckpt is not None:
-            ckpt.save(state, scheduler, callbacks, fingerprint, history)
-    model.eval()
-    return history
+        if checkpoint is not None and distributed.is_main():
+            checkpoint[0].save(state, scheduler, callbacks, checkpoint[1], history)
+
+
+def _start_parallel(model: nn.Module, params: list[nn.Parameter]) -> distributed.GradientAverager | None:
+    """Under ``torchrun``: rank 0's weights on every rank, and the gradient-averaging hooks (registered before
+    any callback's, so those see the global gradient). None for a single process."""
+    if not distributed.active():
+        return None
+    distributed.broadcast_module(model)
+    return distributed.GradientAverager(params)
+
+
+def _checkpoint_everywhere(ckpt: Checkpointer) -> bool:
+    """Whether a checkpoint exists; under ``torchrun`` every rank must see the same answer."""
+    seen = distributed.all_gather_objects(ckpt.exists())
+    if len(set(seen)) > 1:
+        raise ModelsafeError(f"ranks disagree on whether {ckpt.directory} holds a checkpoint ({seen}); the run "
+                             "folder must be on a filesystem shared by every rank")
+    return seen[0]
 
 
 
@@ -223,14 +266,14 @@ def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks
                    leave=False, disable=not progress)
     for inputs, labels in batches:
         inputs = augment_batch(inputs, config.augment, state.generator)
+        if state.averager is not None:
+            inputs, labels = state.averager.shard(inputs, labels)
         logits = model(inputs)
-        loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+        loss, batch_sum = _batch_loss(state, callbacks, inputs, labels, logits)
         with torch.no_grad():
-            loss_sum += loss.detach() * labels.shape[0]
+            loss_sum += batch_sum
             correct += (logits.argmax(1) == labels).sum()
             seen += labels.shape[0]
-        for cb in callbacks:
-            loss = cb.loss(state, inputs, labels, logits, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for cb in callbacks:
@@ -238,13 +281,31 @@ def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks
         optimizer.step()
         scheduler.step()
         state.step += 1
+        if state.averager is not None:
+            state.averager.sync_buffers(model)
         for cb in callbacks:
             cb.after_optimizer_step(state)
-    train_loss = float(loss_sum) / seen
+    totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=dev).double()])
+    loss_sum, correct, seen = distributed.all_reduce_sum(totals).tolist()
+    train_loss = loss_sum / seen
     if not math.isfinite(train_loss):
         raise ModelsafeError(f"training diverged at epoch {state.epoch + 1} (loss {train_loss}); lower the lr")
-    return {"epoch": state.epoch + 1, "train_loss": train_loss, "train_accuracy": float(correct) / seen,
+    return {"epoch": state.epoch + 1, "train_loss": train_loss, "train_accuracy": correct / seen,
             "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _batch_loss(state: TrainState, callbacks: Sequence[Callback], inputs: torch.Tensor, labels: torch.Tensor,
+                logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to backpropagate (cross-entropy, then each callback's ``loss``) and the batch's summed
+    cross-entropy (for the log). A rank's empty share of a short last batch (under ``torchrun``) gives a zero
+    loss that still reaches every parameter, and no callback terms."""
+    if labels.shape[0] == 0:
+        return logits.sum() * 0.0, torch.zeros((), device=logits.device)
+    loss = F.cross_entropy(logits, labels, label_smoothing=state.config.label_smoothing)
+    batch_sum = loss.detach() * labels.shape[0]
+    for cb in callbacks:
+        loss = cb.loss(state, inputs, labels, logits, loss)
+    return loss, batch_sum
 
 
 _STATE_KEYS = ("fingerprint", "epoch", "step", "history", "optimizer", "scheduler", "generator", "callbacks")

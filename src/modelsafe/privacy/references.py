@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from modelsafe import distributed
 from modelsafe._checks import check_positive_int
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
@@ -121,24 +122,37 @@ class ReferenceModels:
                        trainer: Trainer | None, seed: int, progress: bool,
                        store: StoreSlot | None = None) -> ReferenceModels:
         """Model j built by ``model_factory(seed_j)`` and trained on ``population.subset(subsets[j])``, or loaded
-        from ``store`` when it finished there before."""
+        from ``store`` when it finished there before.
+
+        Under ``torchrun`` rank r trains the models ``j % world == r`` (each on its own, see
+        :func:`modelsafe.distributed.alone`); with ``store`` each is written there as it finishes and, after a
+        barrier, every rank loads the others' from it (a relaunch after a crash trains only the missing ones);
+        without one, each model is broadcast from the rank that trained it. Only rank 0 writes the store's
+        description."""
         trainer = trainer or FitTrainer()
         start = time.perf_counter()
-        finished = store.open(subsets) if store is not None else set()
-        models, masks = [], torch.zeros(len(subsets), len(population), dtype=torch.bool)
-        bar = tqdm(range(len(subsets)), desc="reference models", unit="model", disable=not progress)
+        finished = _open_store(store, subsets)
+        models = [model_factory(derive_seed(seed, "reference-init", j)) for j in range(len(subsets))]
+        masks = torch.zeros(len(subsets), len(population), dtype=torch.bool)
+        for j, subset in enumerate(subsets):
+            masks[j, subset] = True
+        world, me = distributed.world_size(), distributed.rank()
+        mine = [j for j in range(len(subsets)) if j % world == me and j not in finished]
+        bar = tqdm(mine, desc="reference models", unit="model", disable=not (progress and distributed.is_main()))
+        bar.set_postfix_str(f"{len(finished)} reused")
         for j in bar:
-            masks[j, subsets[j]] = True
-            model = model_factory(derive_seed(seed, "reference-init", j))
-            if j in finished:
+            with distributed.alone():
+                _train_one(trainer, models[j], population, subsets[j], derive_seed(seed, "reference-train", j))
+            if store is not None:
+                save_weights(store.model_path(j), models[j])
+        distributed.barrier()
+        for j, model in enumerate(models):
+            if store is not None and (j in finished or j % world != me):
                 load_weights(store.model_path(j), model)
-            else:
-                _train_one(trainer, model, population, subsets[j], derive_seed(seed, "reference-train", j))
-                if store is not None:
-                    save_weights(store.model_path(j), model)
-            bar.set_postfix_str(f"{len(finished & set(range(j + 1)))} reused")
-            models.append(model.eval())
-        return cls(models, population, masks, time.perf_counter() - start if len(finished) < len(subsets) else None)
+            elif store is None:
+                distributed.broadcast_module(model, src=j % world)
+        seconds = distributed.broadcast_object(time.perf_counter() - start)
+        return cls([m.eval() for m in models], population, masks, seconds if len(finished) < len(subsets) else None)
 
     def first(self, k: int) -> ReferenceModels:
         """The first ``k`` models. :meth:`train` draws each model's subset and seed in turn, so the first ``k`` of
@@ -165,6 +179,13 @@ class ReferenceModels:
         """(k, N, C) logits of every reference model on ``data``."""
         return torch.stack([target_logits(m, data, f"{what} (reference model {j})", batch_size=batch_size,
                                           device=device) for j, m in enumerate(self.models)])
+
+
+def _open_store(store: StoreSlot | None, subsets: list[torch.Tensor]) -> set[int]:
+    """The models already finished in ``store`` (none without one): rank 0 opens it (and may rewrite its
+    description), then every rank gets rank 0's answer."""
+    finished = store.open(subsets) if store is not None and distributed.is_main() else set()
+    return distributed.broadcast_object(finished)
 
 
 def _train_one(trainer: Trainer, model: nn.Module, population: TensorData, indices: torch.Tensor,

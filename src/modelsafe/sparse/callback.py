@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from modelsafe import distributed
 from modelsafe.errors import ModelsafeError
 from modelsafe.sparse.engine import DynamicSparsity
 from modelsafe.sparse.pruning import GradualPruning
@@ -68,9 +69,20 @@ class SparsityCallback(Callback):
         self.engine = self.factory(state.model, state.optimizer, state.total_steps)
 
     def after_optimizer_step(self, state: TrainState) -> None:
+        updates = getattr(self.engine, "updates", None)
         self.engine.step()
+        if state.averager is not None and getattr(self.engine, "updates", None) != updates:
+            self._check_masks()
+
+    def _check_masks(self) -> None:
+        """Under ``torchrun``: every rank must hold the same masks (they follow from the same weights and the
+        same averaged gradients); raise on every rank when they do not."""
+        masks = getattr(self.engine, "masks", {})
+        distributed.check_same({n: m.cpu().numpy().tobytes() for n, m in masks.items()}, "sparse masks")
 
     def on_epoch_end(self, state: TrainState) -> None:
+        if state.averager is not None:
+            self._check_masks()
         summary = self.engine.summary()
         state.logs["density"] = summary["density"]
         if "itop_rate" in summary:

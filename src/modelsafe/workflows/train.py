@@ -9,6 +9,7 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
+from modelsafe import distributed
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec, load_dataset
 from modelsafe.report.run import RunFolder
 from modelsafe.training import TrainConfig, evaluate, fit
@@ -23,7 +24,9 @@ def train_run(dataset: str | Dataset, model: str, *, out: str | os.PathLike, spl
     """Train ``model`` on the members of a membership split of ``dataset`` and write a run folder at ``out``.
 
     Re-running with the same arguments resumes from the last epoch's checkpoint. Returns the final metrics
-    (test and validation accuracy, train accuracy on the members, wall time)."""
+    (test and validation accuracy, train accuracy on the members, wall time). Under ``torchrun`` training is
+    data-parallel (:func:`modelsafe.training.fit`); rank 0 alone claims and writes the run folder, and the
+    other ranks return only ``{"resumed": ...}``."""
     from modelsafe._checks import check_positive, check_seed
 
     check_seed("seed", seed)
@@ -38,7 +41,10 @@ def train_run(dataset: str | Dataset, model: str, *, out: str | os.PathLike, spl
     config = {"kind": "train", "dataset": data.info.name, "dataset_options": dataset_options, "model": model,
               "width": width, "seed": seed, "split": asdict(split_obj.spec), "train": asdict(train)}
     run = RunFolder(out)
+    if not distributed.is_main():
+        return _train_helper(run, net, data, train, seed, dev)
     with run.open(config, split_obj, overwrite=overwrite) as resumed:
+        distributed.broadcast_object(resumed)  # the folder is claimed: the other ranks may read it now
         if resumed:
             split_obj = run.load_split()  # the saved split is the truth for a resumed run
         metrics = _train_in(run, net, data, split_obj, train, seed, dev, progress)
@@ -46,6 +52,16 @@ def train_run(dataset: str | Dataset, model: str, *, out: str | os.PathLike, spl
         run.save_weights(net)
         run.save_metrics(metrics)
     return metrics
+
+
+def _train_helper(run: RunFolder, net: nn.Module, data: Dataset, train: TrainConfig, seed: int,
+                  dev: torch.device) -> dict:
+    """A rank other than 0 under ``torchrun``: wait until rank 0 has claimed the run folder, take its split, and
+    train alongside it; it writes nothing."""
+    resumed = distributed.broadcast_object()
+    split_obj = run.load_split()
+    fit(net, split_obj.data(data, "members"), train, seed=seed, device=dev, run_dir=run.path, progress=False)
+    return {"resumed": resumed}
 
 
 def _train_in(run: RunFolder, net: nn.Module, data: Dataset, split_obj: MembershipSplit, train: TrainConfig,

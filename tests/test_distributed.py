@@ -1,0 +1,264 @@
+"""Two processes on the gloo backend, started as torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+MASTER_PORT): data-parallel fit equals the single-process run, sparse masks agree, reference models split
+across ranks equal those of one process, a crashed reference training resumes with the missing models only,
+and files are written by rank 0 alone."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from modelsafe import distributed
+from modelsafe.data.info import TensorData
+from modelsafe.errors import ModelsafeError
+from modelsafe.privacy.references import FitTrainer, ReferenceModels, StoreSlot, store_slot
+from modelsafe.sparse import SparsityCallback
+from modelsafe.training import Callback, Checkpointer, TrainConfig, fit
+from modelsafe.utils import derive_seed
+
+WORLD = 2
+CONFIG = TrainConfig(epochs=3, batch_size=16, lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, port: int, fn, args: tuple) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        fn(rank, *args)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def launch(fn, *args) -> None:
+    """Run ``fn(rank, *args)`` in WORLD processes; an exception in any of them is raised here."""
+    mp.spawn(_worker, args=(_free_port(), fn, args), nprocs=WORLD, join=True)
+
+
+def data(n: int = 49, seed: int = 0) -> TensorData:
+    """``n`` samples of 6 features, 3 classes; 49 = 3 batches of 16 and one of 1, so rank 1's share of the
+    last batch is empty."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=gen)
+    return TensorData(x, (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
+
+
+def mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+class StopAtEpoch(Callback):
+    """Raises at the end of epoch ``epoch`` (1-based) while ``flag`` exists (an interrupted run)."""
+
+    def __init__(self, flag: Path, epoch: int):
+        self.flag, self.epoch = flag, epoch
+
+    def on_epoch_end(self, state):
+        if self.flag.exists() and state.epoch + 1 == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def _count_calls(cls, name: str, log: Path) -> None:
+    """Patch ``cls.name`` to append this process's rank to ``log`` before each call."""
+    original = getattr(cls, name)
+
+    def counted(self, *args, **kwargs):
+        with log.open("a") as f:
+            f.write(f"{distributed.rank()}\n")
+        return original(self, *args, **kwargs)
+
+    setattr(cls, name, counted)
+
+
+def _fit_worker(rank: int, tmp: Path) -> None:
+    _count_calls(Checkpointer, "save", tmp / "saves.log")
+    model = mlp(0)
+    history = fit(model, data(), CONFIG, callbacks=[StopAtEpoch(tmp / "stop", 2)], seed=3, run_dir=tmp / "run",
+                  progress=False, device="cpu")
+    torch.save({"state": model.state_dict(), "history": history}, tmp / f"fit-{rank}.pt")
+
+
+def test_data_parallel_fit_equals_one_process_and_resumes(tmp_path):
+    (tmp_path / "stop").touch()
+    with pytest.raises(Exception, match="interrupted"):
+        launch(_fit_worker, tmp_path)
+    assert (tmp_path / "run" / "checkpoint" / "state.pt").is_file()
+    (tmp_path / "stop").unlink()
+    launch(_fit_worker, tmp_path)  # resumes from the epoch-1 checkpoint
+    assert (tmp_path / "saves.log").read_text().split() == ["0", "0", "0"]  # epoch 1, then 2 and 3: rank 0 only
+
+    single = mlp(0)
+    history = fit(single, data(), CONFIG, seed=3, progress=False, device="cpu")
+    for rank in range(WORLD):
+        saved = torch.load(tmp_path / f"fit-{rank}.pt", weights_only=True)
+        for name, value in single.state_dict().items():
+            torch.testing.assert_close(saved["state"][name], value, rtol=1e-5, atol=1e-6)
+        for mine, theirs in zip(saved["history"], history):
+            assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
+            assert mine["train_accuracy"] == theirs["train_accuracy"]
+
+
+class MaskLog(Callback):
+    """Keeps a copy of the sparsity engine's masks after every mask update."""
+
+    def __init__(self, sparsity: SparsityCallback):
+        self.sparsity, self.seen, self.masks = sparsity, 0, []
+
+    def after_optimizer_step(self, state):
+        engine = self.sparsity.engine
+        if engine.updates != self.seen:
+            self.seen = engine.updates
+            self.masks.append({n: m.clone() for n, m in engine.masks.items()})
+
+
+def _sparse_fit() -> tuple[list[dict], dict]:
+    sparsity = SparsityCallback.dynamic(0.3, update_interval=2, grow="gradient", seed=5)
+    log = MaskLog(sparsity)
+    model = mlp(1)
+    fit(model, data(), CONFIG, callbacks=[sparsity, log], seed=4, progress=False, device="cpu")
+    return log.masks, model.state_dict()
+
+
+def _sparse_worker(rank: int, tmp: Path) -> None:
+    masks, state = _sparse_fit()
+    torch.save({"masks": masks, "state": state}, tmp / f"sparse-{rank}.pt")
+
+
+def test_sparse_masks_agree_on_every_rank_and_with_one_process(tmp_path):
+    launch(_sparse_worker, tmp_path)
+    single_masks, single_state = _sparse_fit()
+    assert len(single_masks) >= 4
+    runs = [torch.load(tmp_path / f"sparse-{r}.pt", weights_only=True) for r in range(WORLD)]
+    for run in runs:
+        assert len(run["masks"]) == len(single_masks)
+        for mine, theirs in zip(run["masks"], single_masks):
+            assert mine.keys() == theirs.keys()
+            assert all(torch.equal(mine[n], theirs[n]) for n in theirs)
+        for name, value in single_state.items():
+            torch.testing.assert_close(run["state"][name], value, rtol=1e-5, atol=1e-6)
+
+
+def _references(store: StoreSlot | None, trainer=None) -> ReferenceModels:
+    trainer = trainer or FitTrainer(TrainConfig(epochs=2, batch_size=16, lr=0.1), device="cpu")
+    return ReferenceModels.train(data(60, seed=1), mlp, trainer, num_models=3, seed=7, store=store)
+
+
+def _reference_worker(rank: int, tmp: Path) -> None:
+    _count_calls(StoreSlot, "open", tmp / "opens.log")
+    with_store = _references(store_slot(tmp / "store", {"test": 1}))
+    without = _references(None)
+    torch.save({"store": [m.state_dict() for m in with_store.models], "masks": with_store.in_masks,
+                "plain": [m.state_dict() for m in without.models]}, tmp / f"refs-{rank}.pt")
+
+
+def test_reference_models_on_two_ranks_equal_those_of_one(tmp_path):
+    launch(_reference_worker, tmp_path)
+    assert (tmp_path / "opens.log").read_text().split() == ["0"]  # the description is written by rank 0 only
+    single = _references(None)
+    for rank in range(WORLD):
+        saved = torch.load(tmp_path / f"refs-{rank}.pt", weights_only=True)
+        assert torch.equal(saved["masks"], single.in_masks)
+        for key in ("store", "plain"):
+            for state, model in zip(saved[key], single.models, strict=True):
+                for name, value in model.state_dict().items():
+                    assert torch.equal(state[name], value), (key, rank, name)
+
+
+class LoggingTrainer(FitTrainer):
+    """Appends the seed of every model it trains to ``log``; on rank ``fail_rank`` it raises when asked for a
+    second model (a rank that dies after its first)."""
+
+    def __init__(self, log: Path, fail_rank: int | None = None):
+        super().__init__(TrainConfig(epochs=1, batch_size=16, lr=0.1), device="cpu")
+        object.__setattr__(self, "log", log)
+        object.__setattr__(self, "fail_rank", fail_rank)
+
+    def __call__(self, model, data, seed):
+        done = self.log.read_text().split() if self.log.exists() else []
+        if self.fail_rank == int(os.environ["RANK"]) and done:  # rank() is 0 here: each trains alone
+            raise RuntimeError("rank died")
+        super().__call__(model, data, seed)
+        with self.log.open("a") as f:
+            f.write(f"{seed}\n")
+
+
+def _crashing_worker(rank: int, tmp: Path, fail: bool) -> None:
+    trainer = LoggingTrainer(tmp / f"{'first' if fail else 'second'}-{rank}.log", 1 if fail else None)
+    ReferenceModels.train(data(60, seed=1), mlp, trainer, num_models=4, seed=7,
+                          store=store_slot(tmp / "store", {"test": 2}))
+
+
+def test_a_crashed_rank_loses_only_its_model_and_a_relaunch_trains_the_missing_ones(tmp_path):
+    with pytest.raises(Exception, match="rank died"):
+        launch(_crashing_worker, tmp_path, True)
+    slot = store_slot(tmp_path / "store", {"test": 2})
+    present = {j for j in range(4) if slot.model_path(j).is_file()}
+    assert 1 in present and 3 not in present  # rank 1 finished model 1, died on model 3
+    launch(_crashing_worker, tmp_path, False)
+    logs = [tmp_path / f"second-{r}.log" for r in range(WORLD)]
+    retrained = [int(s) for log in logs if log.exists() for s in log.read_text().split()]
+    assert sorted(retrained) == sorted(derive_seed(7, "reference-train", j) for j in set(range(4)) - present)
+    assert all(slot.model_path(j).is_file() for j in range(4))
+
+
+def test_single_process_fallback():
+    assert not distributed.launched() or distributed.world_size() == 1
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    distributed.barrier()
+    assert distributed.broadcast_object({"a": 1}) == {"a": 1}
+    assert distributed.all_gather_objects(3) == [3] and distributed.gather_objects(3) == [3]
+    t = torch.ones(2)
+    assert distributed.all_reduce_sum(t) is t and torch.equal(t, torch.ones(2))
+    distributed.check_same("x", "values")
+    with distributed.alone():
+        assert distributed.world_size() == 1
+
+
+def test_an_incomplete_torchrun_environment_is_a_clear_error(monkeypatch):
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group is already joined")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ModelsafeError, match="MASTER_ADDR"):
+        distributed.init()
+
+
+def test_torchrun_cli_trains_once_and_matches_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from modelsafe.cli import app
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    args = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--device", "cpu", "--no-progress"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                           "--master_port", str(_free_port()), "-m", "modelsafe", "train", *args, "--out",
+                           str(tmp_path / "ddp")], check=False, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("test accuracy") == 1  # printed by rank 0 only
+    one_process = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path / "one")])
+    assert one_process.exit_code == 0, one_process.output
+    ddp, one = load_file(tmp_path / "ddp" / "weights.safetensors"), load_file(tmp_path / "one" / "weights.safetensors")
+    assert ddp.keys() == one.keys()
+    for name in one:
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5)
