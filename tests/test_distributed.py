@@ -262,3 +262,35 @@ def test_torchrun_cli_trains_once_and_matches_one_process(tmp_path):
     assert ddp.keys() == one.keys()
     for name in one:
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5)
+
+
+def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from modelsafe.cli import app
+
+    run = tmp_path / "run"
+    train = CliRunner().invoke(app, ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "2", "--device",
+                                     "cpu", "--no-progress", "--split", "small", "--members", "300", "--validation", "100",
+                                     "--out", str(run)])
+    assert train.exit_code == 0, train.output
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    # --run-folder: torchrun would read --run as its own --run-path
+    args = ["audit", "--run-folder", str(run), "--attacks", "loss,lira", "--reference-models", "2", "--bootstrap", "0",
+            "--device", "cpu", "--no-progress"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                           "--master_port", str(_free_port()), "-m", "modelsafe", *args, "--out", str(tmp_path / "ddp")],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("report:") == 1  # printed by rank 0 only
+    one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    for folder in ("ddp", "one"):
+        assert len(list((tmp_path / folder / "references").glob("*/ref-*.safetensors"))) == 2
+    scores = [np.load(tmp_path / f / "scores" / "lira.npz")["scores"] for f in ("ddp", "one")]
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)

@@ -20,8 +20,9 @@ EXTERNAL = ("weights", "model", "dataset", "members")
 
 @opt.with_groups(opt.RUNTIME)
 def audit(
-    run: Annotated[str | None, typer.Option("--run", help="Run folder written by `modelsafe train` (config.json, "
-                                                          "split.json, weights.safetensors).")] = None,
+    run: Annotated[str | None, typer.Option(
+        "--run", "--run-folder", help="Run folder written by `modelsafe train` (config.json, split.json, "
+        "weights.safetensors); under torchrun write --run-folder (torchrun reads --run as its --run-path).")] = None,
     weights: Annotated[str | None, typer.Option(help="Instead of --run: a safetensors file of a model trained "
                                                      "elsewhere (with --model, --dataset, --members).")] = None,
     model: Annotated[str | None, typer.Option(help="With --weights: the architecture (cnn, mlp, vgg11, ...).")] = None,
@@ -89,6 +90,8 @@ def _check_target(run: str | None, external: dict, extras: bool) -> None:
 
 
 def _print(reports: dict, path) -> None:
+    if not reports:  # a rank other than 0 under torchrun: rank 0 prints
+        return
     width_col = max(len(k) for k in reports)
     for label, r in reports.items():
         typer.echo(f"{label:<{width_col}}  acc {r.accuracy:.4f}  AUC {r.auc:.4f}  "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from modelsafe import distributed
 from modelsafe.data import Dataset, MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.audit import DEFAULT_ATTACKS, audit
@@ -59,7 +60,7 @@ def audit_run(run: str | os.PathLike, attacks: list[str] | tuple[str, ...] = DEF
     ``<out>/references``), where any later audit with the same key reuses them. Returns ({attack: report},
     path of report.md)."""
     names = _check_attacks(attacks)
-    dev = resolve_device(device)
+    dev = distributed.local_device(resolve_device(device))
     model, data, split, cfg = load_target(run, device=dev, data_root=data_root)
     recipe = Recipe.from_run_config(cfg)
     needs = any(mia_entry(n).needs_references for n in names)
@@ -90,7 +91,7 @@ def audit_weights_run(weights: str | os.PathLike, model: str, dataset: str | Dat
     from modelsafe.storage.io import load_weights
 
     names = _check_attacks(attacks)
-    dev = resolve_device(device)
+    dev = distributed.local_device(resolve_device(device))
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, root=data_root,
                                                                     **(dataset_options or {}))
     member_ids = read_indices(members, "members") if isinstance(members, (str, os.PathLike)) else members
@@ -135,8 +136,18 @@ def _check_attacks(attacks) -> list[str]:
 def _audit_into(out_dir: Path, job: AuditJob, model: torch.nn.Module, data: Dataset, split: MembershipSplit,
                 model_factory, trainer: Trainer | None, context: dict, title: str,
                 save_split: bool = False) -> tuple[dict[str, MIAReport], Path]:
-    """Run the audit into the claimed folder ``out_dir`` and write its report."""
+    """Run the audit into the claimed folder ``out_dir`` and write its report. Under ``torchrun`` every rank
+    trains its share of the reference models into the store (:class:`~modelsafe.privacy.ReferenceModels`);
+    rank 0 alone claims the folder and writes the report (the other ranks return no reports)."""
+    if not distributed.is_main():
+        distributed.broadcast_object()  # rank 0 has claimed the folder (and may have cleared it)
+        audit(model, data, split, job.names, options=job.options, model_factory=model_factory, trainer=trainer,
+              num_reference_models=job.reference_models, n_bootstrap=job.bootstrap, out_dir=None,
+              reference_store=job.reference_store or out_dir / "references", device=job.device, seed=job.seed,
+              progress=False)
+        return {}, out_dir / "report.md"
     with OwnedFolder(out_dir, "audit", AUDIT_ENTRIES).claim(replace=True, keep=("references",)):
+        distributed.broadcast_object(True)
         if save_split:
             split.save(out_dir / "split.json")
         reports = audit(model, data, split, job.names, options=job.options, model_factory=model_factory,
