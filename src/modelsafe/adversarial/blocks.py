@@ -11,7 +11,6 @@ rotated corners is ``fill=0.5`` here.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,20 +24,21 @@ from modelsafe.errors import ModelsafeError
 SIA_OPS = ("vertical-shift", "horizontal-shift", "vertical-flip", "horizontal-flip", "rotate-180", "scale", "noise")
 
 
-def rotate(x: torch.Tensor, degrees: float, fill: float = 0.5) -> torch.Tensor:
-    """Rows ``x`` (n, C, h, w) rotated by ``degrees`` about the centre ((h-1)/2, (w-1)/2), bilinear, same size.
+def rotate(x: torch.Tensor, degrees: float | torch.Tensor, fill: float = 0.5) -> torch.Tensor:
+    """Rows ``x`` (n, C, h, w) rotated by ``degrees`` (a number, or one per row: (n,)) about the centre
+    ((h-1)/2, (w-1)/2), bilinear, same size.
 
     Output pixel p (row i, column j) samples the input at c + R(-theta)(p - c) in (column, row) coordinates;
     neighbours outside the block count as ``fill`` (so corners are filled with it). Differentiable in ``x``."""
     n, _, h, w = x.shape
-    theta = math.radians(degrees)
-    cos, sin = math.cos(theta), math.sin(theta)
+    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64)).expand(n).to(x.device)
+    cos, sin = torch.cos(theta).to(x.dtype).view(n, 1, 1), torch.sin(theta).to(x.dtype).view(n, 1, 1)
     rows = torch.arange(h, dtype=x.dtype, device=x.device) - (h - 1) / 2
     cols = torch.arange(w, dtype=x.dtype, device=x.device) - (w - 1) / 2
     py, px = torch.meshgrid(rows, cols, indexing="ij")
     sx = cos * px + sin * py + (w - 1) / 2
     sy = -sin * px + cos * py + (h - 1) / 2
-    grid = torch.stack([(2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1], dim=-1).expand(n, h, w, 2)
+    grid = torch.stack([(2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1], dim=-1)
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
 
@@ -104,16 +104,20 @@ class BlockShuffleRotation(InputTransform):
         return {"perm": perm, "angles": angles * self.angle}
 
     def transform(self, x: torch.Tensor, perm: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-        """One view of rows ``x`` (n, C, H, W): ``perm`` and ``angles`` are (blocks**2,)."""
-        rows, cols = block_edges(x.shape[-2], self.blocks), block_edges(x.shape[-1], self.blocks)
-        flat = [b for row in split_blocks(x, rows, cols) for b in row]
-        moved = [rotate(flat[int(perm[k])], float(angles[k]), self.fill) for k in range(len(flat))]
-        return join_blocks([moved[r * self.blocks:(r + 1) * self.blocks] for r in range(self.blocks)])
+        """Rows ``x`` (n, C, H, W) shuffled and rotated: ``perm`` (long) and ``angles`` (degrees) are
+        (blocks**2,) for all rows or (n, blocks**2), one draw per row."""
+        n, c, h, w = x.shape
+        b, bh, bw = self.blocks, h // self.blocks, w // self.blocks
+        grid = x.reshape(n, c, b, bh, b, bw).permute(0, 2, 4, 1, 3, 5).reshape(n, b * b, c, bh, bw)
+        perm, angles = perm.expand(n, b * b).to(x.device), angles.expand(n, b * b)
+        chosen = grid[torch.arange(n, device=x.device).unsqueeze(1), perm].reshape(n * b * b, c, bh, bw)
+        moved = rotate(chosen, angles.reshape(-1), self.fill).reshape(n, b, b, c, bh, bw)
+        return moved.permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
     def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
               draw: Any) -> torch.Tensor:
-        return _by_draw(x, view, point, self.copies,
-                        lambda rows, k, v: self.transform(rows, draw["perm"][k, v], draw["angles"][k, v]))
+        k, v = point.cpu(), view.cpu()
+        return self.transform(x, draw["perm"][k, v], draw["angles"][k, v])
 
 
 @dataclass(frozen=True)
