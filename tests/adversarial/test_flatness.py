@@ -134,3 +134,20 @@ def test_flat_options_apply_only_to_their_parts(setup):
         create_attack("mi-fgsm", model, eta=0.9)
     with pytest.raises(ModelsafeError, match="delta do not apply to 'gra'"):
         create_attack("gra", model, delta=0.3)
+
+
+def test_new_presets_are_registered_with_the_papers_defaults():
+    from modelsafe.adversarial import describe_attacks, list_attacks
+
+    assert {"pgn", "gra", "bsr", "sia", "pgn-fgrm", "gra-fgrm", "bsr-smi-fgrm", "sia-smi-fgrm"} <= set(list_attacks())
+    rows = {r["name"]: r["spec"] for r in describe_attacks()}
+    assert rows["pgn"]["estimator"] == {"kind": "PenalizedGradientNorm", "samples": 20, "beta": 3.0, "delta": 0.5,
+                                        "step": 0.1}
+    assert rows["gra"]["estimator"] == {"kind": "GradientRelevance", "samples": 20, "beta": 3.5}
+    assert rows["gra"]["update"] == {"kind": "DecayIndicator", "mu": 1.0, "nesterov": False, "eta": 0.94}
+    assert rows["bsr"]["diversity"] == {"kind": "BlockShuffleRotation", "blocks": 2, "angle": 24.0, "copies": 20,
+                                        "fill": 0.5}
+    assert rows["sia"]["diversity"]["blocks"] == 3 and rows["sia"]["diversity"]["copies"] == 20
+    assert rows["bsr-smi-fgrm"]["estimator"]["samples"] == 12 and rows["bsr-smi-fgrm"]["direction"]["kind"] == "RescaleStep"
+    for name in ("pgn", "gra", "bsr", "sia"):
+        assert rows[name]["steps"] == 10 and rows[name]["alpha"] == pytest.approx(16 / 255 / 10)
