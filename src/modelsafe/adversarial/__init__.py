@@ -10,11 +10,14 @@ Quick start::
 """
 
 from modelsafe.adversarial.attack import AttackSpec, TransferAttack, quantize_in_ball
+from modelsafe.adversarial.blocks import BlockShuffleRotation, StructureInvariance, rotate
 from modelsafe.adversarial.compute import ComputeCount
 from modelsafe.adversarial.directions import RescaleStep, SignStep, rescale_official, rescale_paper
 from modelsafe.adversarial.ensemble import Ensemble, Resized, SingleModel
 from modelsafe.adversarial.estimators import (
     DepthFirstSampling,
+    GradientRelevance,
+    PenalizedGradientNorm,
     PlainGradient,
     VarianceTuning,
     depth_first_walk,
@@ -37,13 +40,14 @@ from modelsafe.adversarial.transforms import (
     TranslationSmoothing,
     gaussian_kernel,
 )
-from modelsafe.adversarial.updates import Momentum
+from modelsafe.adversarial.updates import DecayIndicator, Momentum
 
 __all__ = [
-    "PRESETS", "AttackSpec", "ComputeCount", "DepthFirstSampling", "Ensemble", "GradFn", "GradientEstimator",
-    "GradientTransform", "InputDiversity", "InputTransform", "ModelCombination", "Momentum", "PlainGradient",
+    "PRESETS", "AttackSpec", "BlockShuffleRotation", "ComputeCount", "DecayIndicator", "DepthFirstSampling",
+    "Ensemble", "GradFn", "GradientEstimator", "GradientRelevance", "GradientTransform", "InputDiversity",
+    "InputTransform", "ModelCombination", "Momentum", "PenalizedGradientNorm", "PlainGradient",
     "PointEstimator", "RescaleStep", "Resized", "ScaleCopies", "SignStep", "SingleModel", "StepDirection",
-    "TransferAttack", "TransferMatrix", "TranslationSmoothing", "UpdateRule", "VarianceTuning", "create_attack",
-    "depth_first_walk", "describe_attacks", "gaussian_kernel", "list_attacks", "quantize_in_ball",
-    "rescale_official", "rescale_paper", "transfer_matrix",
+    "StructureInvariance", "TransferAttack", "TransferMatrix", "TranslationSmoothing", "UpdateRule",
+    "VarianceTuning", "create_attack", "depth_first_walk", "describe_attacks", "gaussian_kernel",
+    "list_attacks", "quantize_in_ball", "rescale_official", "rescale_paper", "rotate", "transfer_matrix",
 ]

@@ -16,7 +16,8 @@ Per iteration t (x_0 = clean image, g = 0)::
     grad_fn(P)_k = weighted mean over the views v of grad L(T_v(P_k), y)   # in chunks of chunk_size rows
     d      = TI(d)
     g      = update.update(d)                                # mu*g + d / mean|d|, per image
-    x_t+1  = clip_[0,1](x_0 + clip_[-eps,eps](x_t + alpha*direction(g) - x_0))
+    x_t+1  = clip_[0,1](x_0 + clip_[-eps,eps](x_t + alpha*S*direction(g) - x_0))   # S = update.step_scale()
+                                                             # (optional, per pixel; GRA), else 1
 """
 
 from __future__ import annotations
@@ -134,6 +135,12 @@ class AttackSpec:
         return out
 
 
+def _step_scale(update: UpdateRule, state: dict) -> torch.Tensor | None:
+    """The update rule's optional per-pixel step multiplier (``UpdateRule.step_scale``); None without one."""
+    method = getattr(update, "step_scale", None)
+    return method(state) if callable(method) else None
+
+
 def _describe(value):
     """A part as ``{"kind": class name, **its dataclass fields}``; plain values as they are."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -233,7 +240,9 @@ class TransferAttack:
             if spec.smoothing is not None:
                 g = spec.smoothing(g)
             buffer = spec.update.update(g, update_state)
-            stepped = x + alpha * spec.direction(buffer)
+            step = alpha * spec.direction(buffer)
+            scale = _step_scale(spec.update, update_state)
+            stepped = x + (step if scale is None else step * scale)
             delta = torch.clamp(stepped - x0, min=-eps, max=eps)
             x = torch.clamp(x0 + delta, min=0, max=1).detach()
         if spec.quantize:

@@ -14,8 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from modelsafe._checks import check_choice, check_non_negative, check_positive, check_positive_int
-from modelsafe.adversarial.parts import PointEstimator
+from modelsafe._checks import (
+    check_choice,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+)
+from modelsafe.adversarial.parts import GradFn, GradientEstimator, PointEstimator
 
 WALK_STARTS = ("lookahead", "current")
 
@@ -90,13 +96,81 @@ class VarianceTuning(PointEstimator):
         return {"variance": torch.zeros_like(x)}
 
     def points(self, x: torch.Tensor, center: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
-        radius = self.beta * eps
-        noise = torch.empty((self.samples, *x.shape), dtype=x.dtype, device=x.device)
-        noise.uniform_(-radius, radius, generator=generator)
-        return torch.cat([center.unsqueeze(0), x.unsqueeze(0) + noise])
+        return torch.cat([center.unsqueeze(0), uniform_neighbours(x, self.samples, self.beta * eps, generator)])
 
     def combine(self, grads: torch.Tensor, state: dict) -> torch.Tensor:
         g0 = grads[0]
         out = g0 + state["variance"]
         state["variance"] = grads[1:].sum(0) / self.samples - g0
         return out
+
+
+def uniform_neighbours(x: torch.Tensor, samples: int, radius: float, generator: torch.Generator) -> torch.Tensor:
+    """(samples, *x.shape) i.i.d. neighbours ``x + U(-radius, radius)`` elementwise, not clipped."""
+    noise = torch.empty((samples, *x.shape), dtype=x.dtype, device=x.device)
+    noise.uniform_(-radius, radius, generator=generator)
+    return x.unsqueeze(0) + noise
+
+
+def _per_image_mean_abs(g: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return g.abs().mean(dim=dims, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
+
+
+@dataclass(frozen=True)
+class PenalizedGradientNorm(GradientEstimator):
+    """PGN (Ge et al., NeurIPS 2023, "Boosting Adversarial Transferability by Achieving Flat Local Maxima"):
+    ``samples`` neighbours x' = c + U(-beta*eps, beta*eps) of the centre c, their gradients g', a second point
+    x* = x' - step*eps * g' / mean|g'| (per image and neighbour) and its gradient g*; the estimate is the mean
+    over the neighbours of (1 - delta) g' + delta g*. Two sequential ``grad_fn`` calls of ``samples`` points
+    each: 2N gradient evaluations per iteration. Defaults N = 20, beta (the paper's zeta) = 3, delta = 0.5.
+
+    The look-ahead step is ``step * eps``: the paper uses the attack's step size alpha, which an estimator
+    does not see; ``step=0.1`` is alpha = eps/T at the paper's T = 10 (set ``step=1/T`` for other T). The
+    normalisation g'/mean|g'| and the unclipped points follow the authors' code."""
+
+    samples: int = 20
+    beta: float = 3.0
+    delta: float = 0.5
+    step: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_positive_int("PenalizedGradientNorm samples", self.samples)
+        check_positive("PenalizedGradientNorm beta", self.beta)
+        check_fraction("PenalizedGradientNorm delta", self.delta)
+        check_positive("PenalizedGradientNorm step", self.step)
+
+    def estimate(self, grad_fn: GradFn, x: torch.Tensor, center: torch.Tensor, eps: float, state: dict,
+                 generator: torch.Generator) -> torch.Tensor:
+        near = uniform_neighbours(center, self.samples, self.beta * eps, generator)
+        first = grad_fn(near)
+        star = near - self.step * eps * first / _per_image_mean_abs(first, (2, 3, 4))
+        second = grad_fn(star)
+        return ((1 - self.delta) * first + self.delta * second).mean(0)
+
+
+@dataclass(frozen=True)
+class GradientRelevance(PointEstimator):
+    """GRA's gradient (Zhu et al., ICCV 2023, "Boosting Adversarial Transferability via Gradient Relevance
+    Attack"): the gradient g at the centre and the mean gbar of ``samples`` gradients at neighbours
+    x + U(-beta*eps, beta*eps) of the current iterate; with s the cosine similarity of g and gbar per image
+    (over C, H, W), the estimate is s g + (1 - s) gbar. N + 1 gradient evaluations per iteration. Defaults
+    N = 20, beta = 3.5 (the paper and its code). GRA's decay indicator is the update rule
+    :class:`~modelsafe.adversarial.updates.DecayIndicator`. A zero gradient gives s = 0."""
+
+    samples: int = 20
+    beta: float = 3.5
+
+    def __post_init__(self) -> None:
+        check_positive_int("GradientRelevance samples", self.samples)
+        check_positive("GradientRelevance beta", self.beta)
+
+    def points(self, x: torch.Tensor, center: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+        return torch.cat([center.unsqueeze(0), uniform_neighbours(x, self.samples, self.beta * eps, generator)])
+
+    def combine(self, grads: torch.Tensor, state: dict) -> torch.Tensor:
+        g, mean = grads[0], grads[1:].mean(0)
+        flat_g, flat_m = g.flatten(1), mean.flatten(1)
+        norms = flat_g.norm(dim=1) * flat_m.norm(dim=1)
+        s = torch.where(norms > 0, (flat_g * flat_m).sum(1) / torch.where(norms > 0, norms, 1.0), 0.0)
+        s = s.view(-1, *[1] * (g.dim() - 1))
+        return s * g + (1 - s) * mean

@@ -113,7 +113,11 @@ class GradientTransform(Part):
 class UpdateRule(Part):
     """How gradients accumulate: ``center`` is where the next gradient is taken (x, or a look-ahead) and
     ``update`` folds the new gradient into ``state`` and returns the (N, C, H, W) buffer the step direction
-    is taken from. ``state`` comes from ``init_state(clean images)`` and lives for one attack call."""
+    is taken from. ``state`` comes from ``init_state(clean images)`` and lives for one attack call.
+
+    Optional: ``step_scale(state)``, called after ``update``, returns a per-pixel (N, C, H, W) multiplier of
+    the step (``x + alpha * step_scale * direction``), or None for none (the default; a part without the
+    method has none). GRA's decay indicator is one."""
 
     methods = ("init_state", "center", "update")
 
@@ -125,6 +129,10 @@ class UpdateRule(Part):
 
     @abstractmethod
     def update(self, g: torch.Tensor, state: dict) -> torch.Tensor: ...
+
+    def step_scale(self, state: dict) -> torch.Tensor | None:
+        """A non-negative (N, C, H, W) multiplier of the step, or None (default): the step is alpha * direction."""
+        return None
 
 
 class StepDirection(Part):

@@ -16,9 +16,16 @@ from torch import nn
 
 from modelsafe._checks import check_choice
 from modelsafe.adversarial.attack import AttackSpec, Momentum, TransferAttack
+from modelsafe.adversarial.blocks import BlockShuffleRotation, StructureInvariance
 from modelsafe.adversarial.directions import RescaleStep, SignStep
-from modelsafe.adversarial.estimators import DepthFirstSampling, VarianceTuning
+from modelsafe.adversarial.estimators import (
+    DepthFirstSampling,
+    GradientRelevance,
+    PenalizedGradientNorm,
+    VarianceTuning,
+)
 from modelsafe.adversarial.transforms import InputDiversity, ScaleCopies, TranslationSmoothing
+from modelsafe.adversarial.updates import DecayIndicator
 from modelsafe.errors import ModelsafeError
 from modelsafe.registry import Registry
 
@@ -36,6 +43,7 @@ class Preset:
 MI, NI = Momentum(1.0), Momentum(1.0, nesterov=True)
 DFS, FGRM = DepthFirstSampling(), RescaleStep()
 CT = {"diversity": InputDiversity(), "smoothing": TranslationSmoothing(), "scales": ScaleCopies()}
+PGN, BSR = PenalizedGradientNorm(), BlockShuffleRotation()
 
 _ROWS = [
     Preset("fgsm", "one signed step of size eps (Goodfellow et al. 2015)", {"update": Momentum(0.0)}, steps=1),
@@ -62,6 +70,21 @@ _ROWS = [
     Preset("smi-fgrm-ct", "SMI-FGRM + DI + TI + SI (the S-FGRM CT setting)",
            {"update": MI, "direction": FGRM, "estimator": DFS, **CT}),
     Preset("sni-fgrm-ct", "SNI-FGRM + DI + TI + SI", {"update": NI, "direction": FGRM, "estimator": DFS, **CT}),
+    Preset("pgn", "MI-FGSM + penalized gradient norm N=20, zeta=3, delta=0.5 (Ge et al. 2023)",
+           {"update": MI, "estimator": PGN}),
+    Preset("gra", "gradient relevance N=20, beta=3.5 + decay indicator eta=0.94 (Zhu et al. 2023)",
+           {"update": DecayIndicator(), "estimator": GradientRelevance()}),
+    Preset("bsr", "MI-FGSM + block shuffle and rotation 2x2, 24 deg, 20 copies (Wang et al. 2024)",
+           {"update": MI, "diversity": BSR}),
+    Preset("sia", "MI-FGSM + structure invariance 3x3, 20 copies (Wang et al. 2023)",
+           {"update": MI, "diversity": StructureInvariance()}),
+    Preset("pgn-fgrm", "PGN with the FGRM step instead of sign", {"update": MI, "estimator": PGN, "direction": FGRM}),
+    Preset("gra-fgrm", "GRA with the FGRM step instead of sign (the decay indicator scales it)",
+           {"update": DecayIndicator(), "estimator": GradientRelevance(), "direction": FGRM}),
+    Preset("bsr-smi-fgrm", "SMI-FGRM with BSR views at every walk point",
+           {"update": MI, "direction": FGRM, "estimator": DFS, "diversity": BSR}),
+    Preset("sia-smi-fgrm", "SMI-FGRM with SIA views at every walk point",
+           {"update": MI, "direction": FGRM, "estimator": DFS, "diversity": StructureInvariance()}),
 ]
 PRESETS: Registry[Preset] = Registry("attack")  # entries() keeps the order of _ROWS (the order of tables)
 for _row in _ROWS:
@@ -70,13 +93,15 @@ for _row in _ROWS:
 # flat override name -> (part, field)
 PART_FIELDS: dict[str, tuple[str, str]] = {
     "samples": ("estimator", "samples"), "beta": ("estimator", "beta"), "gamma": ("estimator", "gamma"),
-    "walk_start": ("estimator", "walk_start"),
-    "momentum": ("update", "mu"),
+    "walk_start": ("estimator", "walk_start"), "delta": ("estimator", "delta"), "pgn_step": ("estimator", "step"),
+    "momentum": ("update", "mu"), "eta": ("update", "eta"),
     "rescale": ("direction", "form"), "rescale_scale": ("direction", "scale"),
     "di_prob": ("diversity", "prob"), "di_resize_rate": ("diversity", "resize_rate"), "di_mode": ("diversity", "mode"),
     "di_resize_back": ("diversity", "resize_back"), "di_pad_value": ("diversity", "pad_value"),
     "si_copies": ("scales", "copies"), "si_center": ("scales", "center"),
     "ti_kernel": ("smoothing", "size"), "ti_nsig": ("smoothing", "nsig"),
+    "blocks": ("diversity", "blocks"), "copies": ("diversity", "copies"), "bsr_angle": ("diversity", "angle"),
+    "bsr_fill": ("diversity", "fill"), "sia_noise": ("diversity", "noise"),
 }
 STEP_KINDS = ("sign", "fgrm")
 
