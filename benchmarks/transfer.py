@@ -7,6 +7,12 @@ for the size of the gain: rescale/sampling ablations, gradient alignment between
 how far the depth-first walk leaves the image range.
 
     .venv/bin/python benchmarks/transfer.py --cache runs/transfer-zoo --images 500
+    .venv/bin/python benchmarks/transfer.py --budget 130 --plot runs/transfer-cost.png --no-evidence
+
+``--budget K`` also runs every attack scaled to K gradient evaluations per image by one rule for all
+(:func:`modelsafe.adversarial.plan_budget`: sample counts scaled by a common factor at T = 10, or T scaled for
+attacks without sample counts), and ``--plot`` draws black-box success against gradient evaluations per image
+for both runs. Every attack's count is the library's own.
 
 Trained weights are cached in ``--cache`` (safetensors), so later runs only attack.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import time
 from pathlib import Path
@@ -25,11 +32,13 @@ import torch.nn.functional as F
 from modelsafe.adversarial import (
     PRESETS,
     create_attack,
+    create_attack_at_budget,
     depth_first_walk,
     rescale_official,
     transfer_matrix,
 )
 from modelsafe.data import load_dataset
+from modelsafe.errors import ModelsafeError
 from modelsafe.models import create_model_for
 from modelsafe.report import transfer_table
 from modelsafe.storage.io import load_weights, save_weights
@@ -57,7 +66,7 @@ def build_zoo(data, args) -> dict:
         else:
             t0 = time.perf_counter()
             fit(model, train, TrainConfig(epochs=args.epochs, lr=lr, batch_size=128), seed=args.seed,
-                device="cpu", progress=args.progress)
+                device=args.device, progress=args.progress)
             save_weights(path, model)
             print(f"trained {name} in {time.perf_counter() - t0:.0f} s")
         zoo[name] = model.eval()
@@ -162,6 +171,51 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _at_budget(name: str, args, shape: tuple, model):
+    return create_attack_at_budget(name, model, args.budget, shape, eps=args.eps, quantize=True, device=args.device)
+
+
+def budget_section(args, zoo: dict, evalset, names: list[str]):
+    """Every attack of ``names`` at ``args.budget`` gradient evaluations per image; the attacks the rule cannot
+    scale (single-step ones) are listed with the reason."""
+    shape = tuple(evalset.features(torch.arange(1)).shape[1:])
+    factories, skipped = {}, {}
+    for name in names:
+        try:
+            create_attack_at_budget(name, zoo["cnn"], args.budget, shape, eps=args.eps)
+        except ModelsafeError as exc:
+            skipped[name] = str(exc)
+            continue
+        factories[name] = functools.partial(_at_budget, name, args, shape)
+    result = transfer_matrix(factories, {"cnn": zoo["cnn"]}, zoo, evalset, eps=args.eps, batch_size=100,
+                             labels="predicted", seed=args.seed, device=args.device, progress=args.progress)
+    return result, skipped
+
+
+def plot_cost(runs: list[tuple[str, object]], path: str) -> None:
+    """Black-box mean success (with its bootstrap interval) against gradient evaluations per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (label, result), marker in zip(runs, ("o", "s")):
+        for row in result.attacks:
+            x, y, ci = row["gradient_evaluations_per_image"], 100 * row["black_box_mean"], row["black_box_ci"]
+            ax.errorbar(x, y, yerr=[[y - 100 * ci[0]], [100 * ci[1] - y]], fmt=marker, capsize=2,
+                        color="C0" if marker == "o" else "C1", label=label if row is result.attacks[0] else None)
+            ax.annotate(row["attack"], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("gradient evaluations per image (counted)")
+    ax.set_ylabel("black-box success, mean over targets (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", default="runs/transfer-zoo", help="folder for trained zoo weights")
@@ -176,6 +230,11 @@ def main() -> None:
                    help="ablations and gradient-alignment diagnostics")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    p.add_argument("--attacks", nargs="+", default=None, help="presets to run (default: every preset)")
+    p.add_argument("--budget", type=int, default=None,
+                   help="also run every attack scaled to K gradient evaluations per image (130: S-FGRM's own cost)")
+    p.add_argument("--plot", default=None, help="PNG: black-box success against gradient evaluations per image")
+    p.add_argument("--device", default="cpu", help="where the zoo trains and the transfer matrices run")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,21 +247,39 @@ def main() -> None:
                   "parameters": sum(q.numel() for q in m.parameters()),
                   "test accuracy": evaluate(m, data.test)["accuracy"]} for n, m in zoo.items()]))
 
-    in_table_order = [p.name for p in PRESETS.entries()]
-    result = transfer_matrix(in_table_order, {"cnn": zoo["cnn"]}, zoo, evalset, eps=args.eps, steps=10,
+    in_table_order = args.attacks or [p.name for p in PRESETS.entries()]
+    result = transfer_matrix(in_table_order, {"cnn": zoo["cnn"]}, zoo, evalset, eps=args.eps, steps=None,
                              batch_size=100, quantize=True, labels="predicted", seed=args.seed,
-                             progress=args.progress)
+                             device=args.device, progress=args.progress)
     print(f"\n## Transfer success (%), surrogate cnn, eps={args.eps}, T=10, {args.images} test images, "
           "8-bit outputs, labels = surrogate prediction\n")
     print(transfer_table(result, "all"))
     print("Over images the target classified correctly:\n")
     print(transfer_table(result, "correct"))
-    mi, smi = result.black_box_mean("mi-fgsm"), result.black_box_mean("smi-fgrm")
-    print(f"MI-FGSM black-box mean: {100 * mi:.1f} % -> eps is "
-          + ("inside" if 0.2 <= mi <= 0.6 else "OUTSIDE") + " the 20-60 % band")
-    print(f"SMI-FGRM black-box mean: {100 * smi:.1f} %, gain over MI-FGSM {100 * (smi - mi):+.1f} points "
-          f"(target >= +10: {'met' if smi - mi >= 0.10 else 'not met'})")
+    mi = smi = None
+    if {"mi-fgsm", "smi-fgrm"} <= set(in_table_order):
+        mi, smi = result.black_box_mean("mi-fgsm"), result.black_box_mean("smi-fgrm")
+        print(f"MI-FGSM black-box mean: {100 * mi:.1f} % -> eps is "
+              + ("inside" if 0.2 <= mi <= 0.6 else "OUTSIDE") + " the 20-60 % band")
+        print(f"SMI-FGRM black-box mean: {100 * smi:.1f} %, gain over MI-FGSM {100 * (smi - mi):+.1f} points "
+              f"(target >= +10: {'met' if smi - mi >= 0.10 else 'not met'})")
     figures = {"matrix": result.to_dict(), "mi_black_box": mi, "smi_black_box": smi}
+    runs = [("paper defaults", result)]
+    if args.budget:
+        at_budget, skipped = budget_section(args, zoo, evalset, in_table_order)
+        print(f"\n## Transfer success (%) at {args.budget} gradient evaluations per image (same images, surrogate "
+              "and seed)\n")
+        print(transfer_table(at_budget, "all"))
+        for name, reason in skipped.items():
+            print(f"{name}: not run at this budget ({reason})")
+        ranked = sorted(at_budget.attacks, key=lambda r: -r["black_box_mean"])
+        print("ranking by black-box mean: " + ", ".join(f"{r['attack']} {100 * r['black_box_mean']:.1f}"
+                                                         for r in ranked))
+        figures["budget"] = {"matrix": at_budget.to_dict(), "skipped": skipped}
+        runs.append((f"{args.budget} evaluations per image", at_budget))
+    if args.plot:
+        plot_cost(runs, args.plot)
+        print(f"plot: {args.plot}")
 
     x_speed = evalset.features(torch.arange(min(100, args.images)))
     rows = speed(zoo, x_speed, args.eps, args)

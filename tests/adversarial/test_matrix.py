@@ -51,6 +51,15 @@ def test_matrix_counts_match_direct_evaluation(zoo, data):
         assert row["mean_l2"] == pytest.approx((adv - x).flatten(1).norm(dim=1).mean().item(), rel=1e-5)
         assert row["black_box_mean"] == pytest.approx(
             sum(c["success"] for c in result.cells if c["attack"] == a and not c["white_box"]) / 2)
+        per_image = torch.zeros(30, dtype=torch.float64)  # the interval is over images of this per-image rate
+        for t in ("mlp", "cnn-b"):
+            with torch.no_grad():
+                per_image += (zoo[t](adv).argmax(1) != data.y).double() / 2
+        gen = torch.Generator().manual_seed(0)
+        means = per_image[torch.randint(0, 30, (1000, 30), generator=gen)].mean(1)
+        expected = [torch.quantile(means, 0.025).item(), torch.quantile(means, 0.975).item()]
+        assert row["black_box_ci"] == pytest.approx(expected)
+        assert row["black_box_ci"][0] <= row["black_box_mean"] <= row["black_box_ci"][1]
     assert result.clean_accuracy["cnn"] == pytest.approx(25 / 30)
     assert result.examples[("mi-fgsm", "cnn")][1].shape == (4, 1, 12, 12)
     table = transfer_table(result)

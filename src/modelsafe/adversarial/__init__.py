@@ -11,6 +11,7 @@ Quick start::
 
 from modelsafe.adversarial.attack import AttackSpec, TransferAttack, quantize_in_ball
 from modelsafe.adversarial.blocks import BlockShuffleRotation, StructureInvariance, rotate
+from modelsafe.adversarial.budget import BudgetPlan, create_attack_at_budget, plan_budget
 from modelsafe.adversarial.compute import ComputeCount
 from modelsafe.adversarial.directions import RescaleStep, SignStep, rescale_official, rescale_paper
 from modelsafe.adversarial.ensemble import Ensemble, Resized, SingleModel
@@ -43,11 +44,12 @@ from modelsafe.adversarial.transforms import (
 from modelsafe.adversarial.updates import DecayIndicator, Momentum
 
 __all__ = [
-    "PRESETS", "AttackSpec", "BlockShuffleRotation", "ComputeCount", "DecayIndicator", "DepthFirstSampling",
-    "Ensemble", "GradFn", "GradientEstimator", "GradientRelevance", "GradientTransform", "InputDiversity",
-    "InputTransform", "ModelCombination", "Momentum", "PenalizedGradientNorm", "PlainGradient",
+    "PRESETS", "AttackSpec", "BlockShuffleRotation", "BudgetPlan", "ComputeCount", "DecayIndicator",
+    "DepthFirstSampling", "Ensemble", "GradFn", "GradientEstimator", "GradientRelevance", "GradientTransform",
+    "InputDiversity", "InputTransform", "ModelCombination", "Momentum", "PenalizedGradientNorm", "PlainGradient",
     "PointEstimator", "RescaleStep", "Resized", "ScaleCopies", "SignStep", "SingleModel", "StepDirection",
     "StructureInvariance", "TransferAttack", "TransferMatrix", "TranslationSmoothing", "UpdateRule",
-    "VarianceTuning", "create_attack", "depth_first_walk", "describe_attacks", "gaussian_kernel",
-    "list_attacks", "quantize_in_ball", "rescale_official", "rescale_paper", "rotate", "transfer_matrix",
+    "VarianceTuning", "create_attack", "create_attack_at_budget", "depth_first_walk", "describe_attacks",
+    "gaussian_kernel", "list_attacks", "plan_budget", "quantize_in_ball", "rescale_official", "rescale_paper",
+    "rotate", "transfer_matrix",
 ]

@@ -37,7 +37,8 @@ class TransferMatrix:
     (over the images the target classified correctly when clean), ``n``, ``n_correct`` and ``white_box``
     (the target is the surrogate or one of its ensemble members). ``attacks``: one dict per (attack,
     surrogate) with ``white_box_success`` (on the surrogate itself), ``black_box_mean`` (mean ``success`` over
-    the black-box targets), their ``..._on_correct`` forms, ``mean_linf``, ``mean_l2`` (perturbation size per image, [0, 1] pixel units),
+    the black-box targets) with ``black_box_ci`` (95% percentile bootstrap over images of the per-image
+    black-box success rate), their ``..._on_correct`` forms, ``mean_linf``, ``mean_l2`` (perturbation size per image, [0, 1] pixel units),
     ``seconds``, ``seconds_per_100`` and the compute per image, counted where the surrogate ran
     (``gradient_evaluations_per_image``, ``forward_per_image``, ``backward_per_image``; see
     :class:`~modelsafe.adversarial.compute.ComputeCount`). Success means "misclassified" (untargeted) or "classified as the
@@ -61,6 +62,15 @@ class TransferMatrix:
         if not rows:
             raise ModelsafeError(f"no results for attack {attack!r}" + (f" on {surrogate!r}" if surrogate else ""))
         return sum(r["black_box_mean"] for r in rows) / len(rows)
+
+
+def _bootstrap_ci(values: torch.Tensor, resamples: int = 1000, confidence: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean of per-image ``values`` (n,) over resampled images (seeded)."""
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, values.numel(), (resamples, values.numel()), generator=gen)
+    means = values[idx].mean(1)
+    tail = (1 - confidence) / 2
+    return [float(torch.quantile(means, tail)), float(torch.quantile(means, 1 - tail))]
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -168,6 +178,7 @@ class _Tally:
         self.per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0,
                                  "compute": ComputeCount()} for key in built}
         self.clean_correct = {name: 0 for name in [*targets, *surrogates]}
+        self.per_image: dict[tuple[str, str], list[torch.Tensor]] = {key: [] for key in built}
         self.kept: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._clean: dict[str, torch.Tensor] = {}
 
@@ -191,14 +202,18 @@ class _Tally:
         stats["white_box_correct"] += int((own_hit & (self._clean[s] == y)).sum())
         if keep:
             self.kept[key] = (x[:keep].cpu(), adv[:keep].cpu())
+        black_box = torch.zeros(x.shape[0], dtype=torch.float64)
         for t, model in self.targets.items():
             pred = _predict(model, adv)
             hit = (pred == goal) if goal is not None else (pred != y)
+            if not _white_box(self.surrogates[s], model):
+                black_box += hit.double()
             ok = self._clean[t] == y
             c = self.counts[(a, s, t)]
             c["success"] += int(hit.sum())
             c["correct"] += int(ok.sum())
             c["success_on_correct"] += int((hit & ok).sum())
+        self.per_image[key].append(black_box)
 
     def results(self, n: int) -> tuple[list[dict], list[dict]]:
         """(cells: one per attack, surrogate, target; rows: one per attack and surrogate) over ``n`` images."""
@@ -221,6 +236,7 @@ class _Tally:
             rows.append({"attack": a, "surrogate": s, "white_box_success": st["white_box"] / n,
                          "white_box_success_on_correct": st["white_box_correct"] / correct if correct else None,
                          "black_box_mean": sum(bb) / len(bb) if bb else None,
+                         "black_box_ci": _bootstrap_ci(torch.cat(self.per_image[(a, s)]) / len(bb)) if bb else None,
                          "black_box_mean_on_correct": sum(bb_correct) / len(bb_correct) if bb_correct else None,
                          "mean_linf": st["linf"] / n, "mean_l2": st["l2"] / n, "seconds": st["seconds"],
                          "seconds_per_100": 100 * st["seconds"] / n, **st["compute"].per_image(),

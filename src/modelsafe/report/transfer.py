@@ -18,12 +18,14 @@ from modelsafe.storage.io import write_csv, write_json, write_text
 
 def transfer_table(result: TransferMatrix, over: str = "all") -> str:
     """One row per (surrogate, attack), one column per target (success %, ``*`` = white-box), then the
-    black-box mean, white-box rate, perturbation sizes and time. ``over``: ``"all"`` images or ``"correct"``
+    black-box mean (with its 95% bootstrap interval over images, for ``over="all"``), white-box rate,
+    perturbation sizes, time and gradient evaluations per image. ``over``: ``"all"`` images or ``"correct"``
     (images the target classified correctly)."""
     check_choice("over", over, ("all", "correct"))
     key = "success" if over == "all" else "success_on_correct"
     targets = result.target_names()
-    head = ["surrogate", "attack", *targets, "black-box mean", "white-box", "L∞", "L2", "s / 100 img"]
+    head = ["surrogate", "attack", *targets, "black-box mean", "white-box", "L∞", "L2", "s / 100 img",
+            "grad evals / img"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     cell = {(c["attack"], c["surrogate"], c["target"]): c for c in result.cells}
     for row in result.attacks:
@@ -35,9 +37,12 @@ def transfer_table(result: TransferMatrix, over: str = "all") -> str:
             values.append("n/a" if v is None else f"{100 * v:.1f}" + ("*" if c["white_box"] else ""))
         bb = row["black_box_mean"] if over == "all" else row["black_box_mean_on_correct"]
         wb = row["white_box_success"] if over == "all" else row["white_box_success_on_correct"]
+        ci = row.get("black_box_ci") if over == "all" else None
+        bb_text = "n/a" if bb is None else f"{100 * bb:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
         lines.append("| " + " | ".join([
-            s, a, *values, "n/a" if bb is None else f"{100 * bb:.1f}", "n/a" if wb is None else f"{100 * wb:.1f}",
-            f"{row['mean_linf']:.4f}", f"{row['mean_l2']:.3f}", f"{row['seconds_per_100']:.2f}"]) + " |")
+            s, a, *values, bb_text, "n/a" if wb is None else f"{100 * wb:.1f}",
+            f"{row['mean_linf']:.4f}", f"{row['mean_l2']:.3f}", f"{row['seconds_per_100']:.2f}",
+            f"{row.get('gradient_evaluations_per_image', float('nan')):g}"]) + " |")
     return "\n".join(lines) + "\n"
 
 
