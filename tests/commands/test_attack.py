@@ -65,3 +65,34 @@ def test_parse_eps():
     for bad in ("abc", "2", "-1/255", "1/0"):
         with pytest.raises(ModelsafeError, match="eps"):
             parse_eps(bad)
+
+
+def test_saved_pngs_reproduce_the_reported_success(runs, tmp_path):
+    """The protocol of TransferAttack and S-FGRM judges the saved 8-bit images: read back, they must give the
+    success rates the report states."""
+    import numpy as np
+    import torch
+
+    from modelsafe.data import load_dataset
+    from modelsafe.data.images import read_rgb
+    from modelsafe.workflows import load_target
+
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["attack", "--surrogate", str(runs / "cnn"), "--target", str(runs / "mlp"),
+                                      "--attacks", "mi-fgsm", "--eps", "32/255", "--steps", "2", "--images", "20",
+                                      "--batch-size", "8", "--save-images", "--out", str(out), "--no-progress",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    files = sorted((out / "images" / "mi-fgsm").glob("*/*.png"))
+    assert len(files) == 20 and files[0].name == "000000.png"
+    data = load_dataset("digits")
+    clean = data.test.features(torch.arange(20))
+    adv = torch.from_numpy(np.stack([read_rgb(f)[:1] for f in files])).double() / 255
+    assert (adv - clean.double()).abs().max() <= 32 / 255 + 1e-9
+    report = json.loads((out / "transfer.json").read_text())
+    for target in ("cnn", "mlp"):
+        model = load_target(runs / target, device="cpu")[0]
+        with torch.no_grad():
+            wrong = (model(adv.float()).argmax(1) != data.test.y[:20]).float().mean().item()
+        cell = next(c for c in report["cells"] if c["target"] == target)
+        assert cell["success"] == pytest.approx(wrong)

@@ -26,6 +26,7 @@ from modelsafe.errors import ModelsafeError
 from modelsafe.utils import derive_seed, eval_mode, model_device
 
 AttackFactory = Callable[[nn.Module], TransferAttack]
+AdversarialSink = Callable[[str, str, torch.Tensor, torch.Tensor], None]
 LABEL_MODES = ("predicted", "true")
 
 
@@ -97,7 +98,7 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
                     chunk_size: int | None = None, quantize: bool = True, labels: str = "predicted",
                     target_classes: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
                     device: str | torch.device | None = None, progress: bool = True,
-                    examples: int = 0) -> TransferMatrix:
+                    examples: int = 0, on_adversarial: AdversarialSink | None = None) -> TransferMatrix:
     """Attack ``data`` with every attack on every surrogate and test the adversarial images on every target.
 
     ``attacks``: preset names (built with ``create_attack(name, surrogate, eps, steps, quantize=...,
@@ -107,7 +108,9 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
     ground truth; success is always judged against the ground truth. ``target_classes``: a function from
     true labels to target classes makes every attack targeted. Each (attack, surrogate, batch) is seeded with
     ``derive_seed(seed, attack, surrogate, batch index)``. ``examples``: keep the first that many clean and
-    adversarial images of the first batch per (attack, surrogate) for figures."""
+    adversarial images of the first batch per (attack, surrogate) for figures. ``on_adversarial(attack,
+    surrogate, indices, images)`` is called with every batch's adversarial images (n, C, H, W) in [0, 1] and
+    their (n,) positions in ``data`` (e.g. to save them)."""
     check_positive_int("batch_size", batch_size)
     check_non_negative_int("examples", examples)
     check_choice("labels", labels, LABEL_MODES)
@@ -142,6 +145,8 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
                 if adv.is_cuda:
                     torch.cuda.synchronize(adv.device)
                 tally.attacked((a, s), x, y, goal, adv, time.perf_counter() - t0, keep=examples if bi == 0 else 0)
+                if on_adversarial is not None:
+                    on_adversarial(a, s, idx, adv)
                 bar.update(1)
     cells, rows = tally.results(n)
     settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,

@@ -69,6 +69,8 @@ def attack(
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize",
                                            help="Round adversarial images to 8 bits (like saved PNGs).")] = True,
     examples: Annotated[int, typer.Option(help="Images in the example grid (0: no grid).")] = 8,
+    save_images: Annotated[bool, typer.Option(help="Write every adversarial image as an 8-bit PNG to "
+                                                   "<out>/images/<attack>/<surrogate>/<image id>.png.")] = False,
     out: Annotated[str | None, typer.Option(help="Output folder (default runs/attack-<dataset>-s<seed>).")] = None,
     seed: opt.SeedOpt = 0,
     data_root: opt.DataRootOpt = None,
@@ -83,7 +85,7 @@ def attack(
     options = AttackRunOptions(attacks=attack_names(attacks), eps=parse_eps(eps), eps_text=eps, steps=steps, ensemble=ensemble,
                                memory_saving=memory_saving, images=images, batch_size=batch_size,
                                chunk_size=chunk_size, labels=labels, quantize=quantize, examples=examples,
-                               pretrained=pretrained, image_size=image_size)
+                               pretrained=pretrained, image_size=image_size, save_images=save_images)
     result, folder = attack_run(list(surrogate), target, options=options, dataset=dataset, data_root=data_root,
                                 dataset_options=opt.parse_key_values(dataset_option), out=out, seed=seed,
                                 device=device, progress=progress)

@@ -27,6 +27,23 @@ def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
+def write_png(path: Path, image) -> None:
+    """Write one (C, H, W) image with values in [0, 1] (C = 1 or 3) as an 8-bit PNG: each value rounded to the
+    nearest k/255, so an image already on that grid (an attack's ``quantize=True`` output) is stored exactly.
+    Written to a temporary file first, then moved into place."""
+    from PIL import Image
+
+    arr = np.asarray(image.detach().cpu().double().numpy() if hasattr(image, "detach") else image, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3):
+        raise ModelsafeError(f"write_png needs a (1 or 3, H, W) image, got shape {arr.shape}")
+    pixels = np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8)
+    img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
 def read_images(paths: Sequence[Path], size: int | None = None, expected: tuple[int, int] | None = None,
                 progress: bool = True, desc: str = "images") -> np.ndarray:
     """Decode ``paths`` into one uint8 (N, 3, H, W) array. Without ``size`` every image must have the size of

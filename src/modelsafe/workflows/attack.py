@@ -30,7 +30,8 @@ class AttackRunOptions:
     a time); ``images``: test-split images attacked, the first ones (None: 1000 or all when fewer);
     ``batch_size`` images per attack call, ``chunk_size`` per model call; ``labels``: ``predicted`` or ``true``;
     ``quantize``: round to 8 bits; ``examples``: images in the example grid; ``pretrained`` and ``image_size``
-    apply to model specs."""
+    apply to model specs; ``save_images``: write every adversarial image as an 8-bit PNG to
+    ``images/<attack>/<surrogate>/<image id>.png``."""
 
     attacks: tuple[str, ...] = ("mi-fgsm", "smi-fgrm")
     eps: float = 16 / 255
@@ -46,6 +47,7 @@ class AttackRunOptions:
     examples: int = 8
     pretrained: bool = False
     image_size: int | None = None
+    save_images: bool = False
 
     def __post_init__(self) -> None:
         if not self.attacks:
@@ -151,7 +153,7 @@ def _build_models(values: list[str], specs: set[str], runs: dict, data: Dataset,
     return models, described
 
 
-ATTACK_FILES = ("transfer.json", "transfer.csv", "transfer.md", "examples.png")
+ATTACK_FILES = ("transfer.json", "transfer.csv", "transfer.md", "examples.png", "images")
 
 
 def attack_run(surrogates: list[str], targets: list[str] | None = None, *, options: AttackRunOptions | None = None,
@@ -184,7 +186,9 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
     folder = Path(out or Path("runs") / f"attack-{data.info.name}-s{seed}")
     with OwnedFolder(folder, "attack", ATTACK_FILES).claim(replace=True):
         models, described = _build_models(values, specs, runs, data, opts.pretrained, opts.image_size, seed, dev)
-        result = _attack(opts, models, len(surrogate_paths), data.test.subset(range(images)), seed, dev, progress)
+        sink = _png_writer(folder / "images", data.extras.get("image_ids")) if opts.save_images else None
+        result = _attack(opts, models, len(surrogate_paths), data.test.subset(range(images)), seed, dev, progress,
+                         sink)
         settings = (f"eps = {opts.eps_text} ({opts.eps:.4f}), labels = {opts.labels}, quantize = {opts.quantize}, "
                     f"seed = {seed}")
         write_transfer_report(folder, result, data.info.name, described, list(opts.attacks), images, settings,
@@ -192,8 +196,22 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
     return result, folder
 
 
+def _png_writer(root: Path, image_ids=None):
+    """``sink(attack, surrogate, indices, images)`` writing each image to
+    ``root/<attack>/<surrogate>/<id>.png`` (id: the dataset's image id, else the test-split index)."""
+    from modelsafe.data.images import write_png
+
+    def sink(attack: str, surrogate: str, indices: torch.Tensor, images: torch.Tensor) -> None:
+        folder = root / attack / surrogate.replace("/", "_").replace(":", "_")
+        for i, image in zip(indices.tolist(), images):
+            name = str(image_ids[i]) if image_ids is not None else f"{i:06d}"
+            write_png(folder / f"{Path(name).stem}.png", image)
+
+    return sink
+
+
 def _attack(opts: AttackRunOptions, models: dict, n_surrogates: int, subset, seed: int, dev,
-            progress: bool) -> TransferMatrix:
+            progress: bool, on_adversarial=None) -> TransferMatrix:
     """The transfer matrix of ``opts.attacks`` made on the first ``n_surrogates`` of ``models`` (or on their
     ensemble) against all of them."""
     from modelsafe.adversarial import Ensemble, transfer_matrix
@@ -207,4 +225,5 @@ def _attack(opts: AttackRunOptions, models: dict, n_surrogates: int, subset, see
     return transfer_matrix(list(opts.attacks), surrogates, models, subset, eps=opts.eps, steps=opts.steps,
                            batch_size=opts.batch_size, chunk_size=opts.chunk_size, quantize=opts.quantize,
                            labels=opts.labels, seed=seed, device=dev, progress=progress,
-                           examples=min(opts.examples, len(subset), opts.batch_size))
+                           examples=min(opts.examples, len(subset), opts.batch_size),
+                           on_adversarial=on_adversarial)
