@@ -92,3 +92,22 @@ def test_pretrained_head_must_match_the_dataset(offline, blobs):
     check_head(model, blobs, pretrained=False)  # random weights: the head is built for the dataset
     with pytest.raises(ModelsafeError, match="pretrained on 1000 classes but dataset 'blobs' has 4"):
         check_head(model, blobs, pretrained=True)
+
+
+def test_imagenet_protocol_script_on_random_init_models(offline):
+    """benchmarks/imagenet.py end to end: ResNet-50 surrogate, the seven CNN/ViT targets, true labels, PNGs."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "imagenet.py"
+    spec = importlib.util.spec_from_file_location("imagenet_protocol", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    root, out = write_nips2017(offline / "nips", n=2, size=32), offline / "protocol"
+    means = script.main(["--data-root", str(root), "--attacks", "mi-fgsm", "bsr", "--images", "2", "--image-size",
+                         "32", "--steps", "1", "--no-pretrained", "--device", "cpu", "--no-progress", "--out", str(out)])
+    assert set(means) == {"mi-fgsm", "bsr"}
+    report = json.loads((out / "transfer.json").read_text())
+    assert {c["target"] for c in report["cells"]} == {script.SURROGATE, *script.TARGETS}
+    assert report["settings"]["labels"] == "true" and report["settings"]["eps"] == pytest.approx(16 / 255)
+    for attack in ("mi-fgsm", "bsr"):
+        assert len(list((out / "images" / attack).glob("*/*.png"))) == 2
