@@ -111,17 +111,7 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
     adversarial images of the first batch per (attack, surrogate) for figures. ``on_adversarial(attack,
     surrogate, indices, images)`` is called with every batch's adversarial images (n, C, H, W) in [0, 1] and
     their (n,) positions in ``data`` (e.g. to save them)."""
-    check_positive_int("batch_size", batch_size)
-    check_non_negative_int("examples", examples)
-    check_choice("labels", labels, LABEL_MODES)
-    if not surrogates or not targets:
-        raise ModelsafeError("transfer_matrix needs at least one surrogate and one target")
-    if not isinstance(data, TensorData):
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
-            raise ModelsafeError("data must be a TensorData or an (images, labels) pair of tensors")
-        data = TensorData(*data)
-    if int(data.y.shape[0]) == 0:
-        raise ModelsafeError("transfer_matrix got no images")
+    data = _check_matrix_input(surrogates, targets, data, batch_size, examples, labels)
     targeted = target_classes is not None
     factories = _factories(attacks, eps, steps, quantize, chunk_size, targeted, device)
     built = {(a, s): factories[a](model) for a in factories for s, model in surrogates.items()}
@@ -153,6 +143,23 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
                 "labels": labels, "targeted": targeted, "seed": seed, "n_images": n,
                 "attacks": list(factories), "surrogates": list(surrogates), "targets": list(targets)}
     return TransferMatrix(cells, rows, {k: v / n for k, v in tally.clean_correct.items()}, settings, tally.kept)
+
+
+def _check_matrix_input(surrogates: Mapping, targets: Mapping, data, batch_size: int, examples: int,
+                        labels: str) -> TensorData:
+    """Bad settings fail here, before any attack; returns ``data`` as a non-empty TensorData."""
+    check_positive_int("batch_size", batch_size)
+    check_non_negative_int("examples", examples)
+    check_choice("labels", labels, LABEL_MODES)
+    if not surrogates or not targets:
+        raise ModelsafeError("transfer_matrix needs at least one surrogate and one target")
+    if not isinstance(data, TensorData):
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise ModelsafeError("data must be a TensorData or an (images, labels) pair of tensors")
+        data = TensorData(*data)
+    if int(data.y.shape[0]) == 0:
+        raise ModelsafeError("transfer_matrix got no images")
+    return data
 
 
 def _factories(attacks: Sequence[str] | Mapping[str, AttackFactory], eps: float, steps: int | None, quantize: bool,
