@@ -179,8 +179,9 @@ class GradientRelevance(PointEstimator):
 @dataclass(frozen=True)
 class MaximinExpectedFlatness(GradientEstimator):
     """MEF (Qiu et al., "Boosting Adversarial Transferability with Low-Cost Optimization via Maximin Expected
-    Flatness"): the expected loss over a neighbourhood of the centre c, each neighbour moved to an approximate
-    worst point of its own sub-region. Per iteration t and neighbour i = 1..N::
+    Flatness", arXiv 2024): the expected loss over a neighbourhood of the centre c, each neighbour shifted
+    inside its own sub-region (radius xi*eps) by an approximation of the sub-region's inner step. Per
+    iteration t and neighbour i = 1..N::
 
         x_i   = c + u_i + xi*eps * p_i,     u_i ~ U(-beta*eps, beta*eps) elementwise (not clipped)
         g_i   = grad L(x_i)
@@ -192,7 +193,7 @@ class MaximinExpectedFlatness(GradientEstimator):
     evaluations per iteration (PGN's 2N). The outer momentum is :class:`~modelsafe.adversarial.updates.Momentum`
     with mu = 0.5 (the ``mef`` preset).
 
-    Defaults: N = 20, beta (the paper's gamma) = 2, xi (``kesai`` in the authors' code) = 0.15, inner_decay
+    Defaults: N = 20, beta (``gamma`` in the authors' code) = 2, xi (``kesai`` there) = 0.15, inner_decay
     = 0.9; the authors' code and TransferAttack's ``mef.py`` also use T = 20 with alpha = 1.6/255 = eps/10 and
     outer decay 0.5 (an earlier version of the authors' code had kesai = 0.2). The equations follow the
     authors' code, which TransferAttack reproduces (``num_neighbor`` = 20 gradients per iteration, ``gamma``
