@@ -18,6 +18,7 @@ from modelsafe.adversarial.ensemble import Ensemble, Resized, SingleModel
 from modelsafe.adversarial.estimators import (
     DepthFirstSampling,
     GradientRelevance,
+    MaximinExpectedFlatness,
     PenalizedGradientNorm,
     PlainGradient,
     VarianceTuning,
@@ -46,10 +47,10 @@ from modelsafe.adversarial.updates import DecayIndicator, Momentum
 __all__ = [
     "PRESETS", "AttackSpec", "BlockShuffleRotation", "BudgetPlan", "ComputeCount", "DecayIndicator",
     "DepthFirstSampling", "Ensemble", "GradFn", "GradientEstimator", "GradientRelevance", "GradientTransform",
-    "InputDiversity", "InputTransform", "ModelCombination", "Momentum", "PenalizedGradientNorm", "PlainGradient",
-    "PointEstimator", "RescaleStep", "Resized", "ScaleCopies", "SignStep", "SingleModel", "StepDirection",
-    "StructureInvariance", "TransferAttack", "TransferMatrix", "TranslationSmoothing", "UpdateRule",
-    "VarianceTuning", "create_attack", "create_attack_at_budget", "depth_first_walk", "describe_attacks",
-    "gaussian_kernel", "list_attacks", "plan_budget", "quantize_in_ball", "rescale_official", "rescale_paper",
-    "rotate", "transfer_matrix",
+    "InputDiversity", "InputTransform", "MaximinExpectedFlatness", "ModelCombination", "Momentum",
+    "PenalizedGradientNorm", "PlainGradient", "PointEstimator", "RescaleStep", "Resized", "ScaleCopies", "SignStep",
+    "SingleModel", "StepDirection", "StructureInvariance", "TransferAttack", "TransferMatrix",
+    "TranslationSmoothing", "UpdateRule", "VarianceTuning", "create_attack", "create_attack_at_budget",
+    "depth_first_walk", "describe_attacks", "gaussian_kernel", "list_attacks", "plan_budget", "quantize_in_ball",
+    "rescale_official", "rescale_paper", "rotate", "transfer_matrix",
 ]

@@ -21,6 +21,7 @@ from modelsafe.adversarial.directions import RescaleStep, SignStep
 from modelsafe.adversarial.estimators import (
     DepthFirstSampling,
     GradientRelevance,
+    MaximinExpectedFlatness,
     PenalizedGradientNorm,
     VarianceTuning,
 )
@@ -44,6 +45,7 @@ MI, NI = Momentum(1.0), Momentum(1.0, nesterov=True)
 DFS, FGRM = DepthFirstSampling(), RescaleStep()
 CT = {"diversity": InputDiversity(), "smoothing": TranslationSmoothing(), "scales": ScaleCopies()}
 PGN, BSR = PenalizedGradientNorm(), BlockShuffleRotation()
+MEF, MEF_MOMENTUM = MaximinExpectedFlatness(), Momentum(0.5)
 
 _ROWS = [
     Preset("fgsm", "one signed step of size eps (Goodfellow et al. 2015)", {"update": Momentum(0.0)}, steps=1),
@@ -74,6 +76,8 @@ _ROWS = [
            {"update": MI, "estimator": PGN}),
     Preset("gra", "gradient relevance N=20, beta=3.5 + decay indicator eta=0.94 (Zhu et al. 2023)",
            {"update": DecayIndicator(), "estimator": GradientRelevance()}),
+    Preset("mef", "maximin expected flatness N=20, gamma=2, kesai=0.15, inner decay 0.9 + momentum mu=0.5 "
+           "(Qiu et al.)", {"update": MEF_MOMENTUM, "estimator": MEF}),
     Preset("bsr", "MI-FGSM + block shuffle and rotation 2x2, 24 deg, 20 copies (Wang et al. 2024)",
            {"update": MI, "diversity": BSR}),
     Preset("sia", "MI-FGSM + structure invariance 3x3, 20 copies (Wang et al. 2023)",
@@ -81,6 +85,8 @@ _ROWS = [
     Preset("pgn-fgrm", "PGN with the FGRM step instead of sign", {"update": MI, "estimator": PGN, "direction": FGRM}),
     Preset("gra-fgrm", "GRA with the FGRM step instead of sign (the decay indicator scales it)",
            {"update": DecayIndicator(), "estimator": GradientRelevance(), "direction": FGRM}),
+    Preset("mef-fgrm", "MEF with the FGRM step instead of sign",
+           {"update": MEF_MOMENTUM, "estimator": MEF, "direction": FGRM}),
     Preset("bsr-smi-fgrm", "SMI-FGRM with BSR views at every walk point",
            {"update": MI, "direction": FGRM, "estimator": DFS, "diversity": BSR}),
     Preset("sia-smi-fgrm", "SMI-FGRM with SIA views at every walk point",
@@ -94,6 +100,7 @@ for _row in _ROWS:
 PART_FIELDS: dict[str, tuple[str, str]] = {
     "samples": ("estimator", "samples"), "beta": ("estimator", "beta"), "gamma": ("estimator", "gamma"),
     "walk_start": ("estimator", "walk_start"), "delta": ("estimator", "delta"), "pgn_step": ("estimator", "step"),
+    "xi": ("estimator", "xi"), "inner_decay": ("estimator", "inner_decay"),
     "momentum": ("update", "mu"), "eta": ("update", "eta"),
     "rescale": ("direction", "form"), "rescale_scale": ("direction", "scale"),
     "di_prob": ("diversity", "prob"), "di_resize_rate": ("diversity", "resize_rate"), "di_mode": ("diversity", "mode"),
