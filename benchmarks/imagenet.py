@@ -25,7 +25,7 @@ SURROGATE = "torchvision:resnet50"
 TARGETS = ("torchvision:vgg16", "torchvision:mobilenet_v2", "torchvision:inception_v3",
            "timm:vit_base_patch16_224", "timm:pit_b_224", "timm:visformer_small", "timm:swin_tiny_patch4_window7_224")
 ATTACKS = ("mi-fgsm", "ni-fgsm", "vmi-fgsm", "di-mi-fgsm", "ti-mi-fgsm", "si-ni-fgsm", "smi-fgrm", "gra", "pgn",
-           "bsr", "sia")
+           "bsr", "sia", "mef")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
