@@ -36,7 +36,12 @@ from modelsafe.training import TrainConfig, evaluate, fit
 from modelsafe.workflows import init_model
 
 
-def attack_list(epochs: int, online_models: int = 0) -> list:
+def attack_list(epochs: int, online_models: int = 0, skip: tuple[str, ...] = ()) -> list:
+    """Every attack of the table, without those whose registry name is in ``skip``."""
+    return [a for a in _all_attacks(epochs, online_models) if (a if isinstance(a, str) else a.name) not in skip]
+
+
+def _all_attacks(epochs: int, online_models: int) -> list:
     learned = {"epochs": epochs}
     online = [create_mia("lira-online", num_models=online_models), create_mia("rmia-online", num_models=online_models)]
     if online_models >= 4:  # per-sample variances need 2 IN and 2 OUT values per sample
@@ -143,6 +148,7 @@ def parse_args() -> argparse.Namespace:
                    help="IN/OUT reference models of lira-online and rmia-online (even; 0: skip them, they train "
                         "on halves of every audited sample)")
     p.add_argument("--attack-epochs", type=int, default=100, help="epochs of the learned attack models")
+    p.add_argument("--skip", nargs="*", default=[], help="attacks (registry names) to leave out, e.g. shadow")
     p.add_argument("--reference", type=int, default=None,
                    help="attacker-known non-members (default: half the members)")
     p.add_argument("--eval-nonmembers", type=int, default=5000)
@@ -227,7 +233,8 @@ def main() -> None:
                                     store_root=out / "references", device=args.device, seed=args.seed,
                                     progress=args.progress)
     start = time.perf_counter()
-    reports = audit(model, data, split, attack_list(args.attack_epochs, args.online_models), **kwargs)
+    reports = audit(model, data, split, attack_list(args.attack_epochs, args.online_models, tuple(args.skip)),
+                    **kwargs)
     first_seconds = time.perf_counter() - start + (refs.train_seconds or 0.0)
     ref_seconds = refs.train_seconds
     reuse = ["lira", "rmia"] + (["lira-online", "rmia-online"] if args.online_models else [])
