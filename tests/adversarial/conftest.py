@@ -41,3 +41,14 @@ def images():
 @pytest.fixture
 def labels():
     return torch.tensor([0, 1, 2, 3, 4, 5])
+
+
+@pytest.fixture(scope="module")
+def tiny_setup():
+    """(tiny float64 conv model, 3 images of reference.SHAPE, the model's predicted labels)."""
+    from .reference import tiny_images, tiny_model
+
+    model, x0 = tiny_model(), tiny_images()
+    with torch.no_grad():
+        y = model(x0).argmax(1)
+    return model, x0, y

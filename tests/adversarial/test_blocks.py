@@ -12,15 +12,7 @@ from modelsafe.adversarial.blocks import BlockOp, StructureDraw
 from modelsafe.errors import ModelsafeError
 from modelsafe.utils import derive_seed, make_generator
 
-from .reference import SHAPE, fgrm_paper, l1_normalised, loss_grad, project, tiny_images, tiny_model
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, x0 = tiny_model(), tiny_images()
-    with torch.no_grad():
-        y = model(x0).argmax(1)
-    return model, x0, y
+from .reference import SHAPE, fgrm_paper, l1_normalised, loss_grad, project
 
 
 # ---------------------------------------------------------------- hand-computed transforms
@@ -133,8 +125,8 @@ def mi_loop(model, x0, y, eps, steps, views, draws):
     return x
 
 
-def test_bsr_equals_the_papers_loop_in_float64(setup):
-    model, x0, y = setup
+def test_bsr_equals_the_papers_loop_in_float64(tiny_setup):
+    model, x0, y = tiny_setup
     bsr, gen = BlockShuffleRotation(copies=3), make_generator(derive_seed(5, "input-diversity"))
 
     def draws():
@@ -149,8 +141,8 @@ def test_bsr_equals_the_papers_loop_in_float64(setup):
     assert attack.last_compute.gradient_evaluations_per_image == 2 * 3
 
 
-def test_sia_equals_the_papers_loop_in_float64(setup):
-    model, x0, y = setup
+def test_sia_equals_the_papers_loop_in_float64(tiny_setup):
+    model, x0, y = tiny_setup
     sia, gen = StructureInvariance(copies=3), make_generator(derive_seed(6, "input-diversity"))
     want = mi_loop(model, x0, y, 0.1, 3, lambda v, d, k, c: ref_sia(v, d[k][c]),
                    lambda: sia.prepare(1, 1, x0.shape[1:], gen))
@@ -159,9 +151,9 @@ def test_sia_equals_the_papers_loop_in_float64(setup):
     assert (adv - x0).abs().max().item() > 0.05
 
 
-def test_bsr_smi_fgrm_equals_a_loop_with_bsr_views_at_every_walk_point(setup):
+def test_bsr_smi_fgrm_equals_a_loop_with_bsr_views_at_every_walk_point(tiny_setup):
     """S-FGRM (depth-first walk of N points, centre weight gamma = 1, paper rescaling) with BSR views."""
-    model, x0, y = setup
+    model, x0, y = tiny_setup
     eps, steps, n, beta, copies = 0.1, 2, 2, 1.5, 2
     bsr, gen_t, gen = BlockShuffleRotation(copies=copies), make_generator(derive_seed(8, "input-diversity")), \
         torch.Generator().manual_seed(8)
@@ -194,8 +186,8 @@ def test_gradient_evaluations_at_the_paper_defaults(name, per_image):
 
 
 @pytest.mark.parametrize("name", ["bsr", "sia"])
-def test_seed_controls_the_views_and_chunks_do_not(setup, name):
-    model, x0, y = setup
+def test_seed_controls_the_views_and_chunks_do_not(tiny_setup, name):
+    model, x0, y = tiny_setup
     attack = create_attack(name, model, eps=0.1, steps=2, copies=3)
     assert torch.equal(attack(x0, y, seed=1), attack(x0, y, seed=1))
     assert not torch.equal(attack(x0, y, seed=1), attack(x0, y, seed=2))
@@ -208,8 +200,8 @@ def test_seed_controls_the_views_and_chunks_do_not(setup, name):
     ("bsr", {"blocks": 16}, r"BlockShuffleRotation blocks=16 must divide"),
     ("sia", {"blocks": 9}, r"StructureInvariance blocks=9 exceeds the image size 8x8"),
 ])
-def test_block_counts_the_image_cannot_take_name_the_part(setup, name, options, match):
-    model, x0, y = setup
+def test_block_counts_the_image_cannot_take_name_the_part(tiny_setup, name, options, match):
+    model, x0, y = tiny_setup
     with pytest.raises(ModelsafeError, match=match):
         create_attack(name, model, eps=0.1, steps=1, **options)(x0, y)
 

@@ -14,15 +14,7 @@ from modelsafe.adversarial import (
 )
 from modelsafe.errors import ModelsafeError
 
-from .reference import l1_normalised, loss_grad, project, tiny_images, tiny_model
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, x0 = tiny_model(), tiny_images()
-    with torch.no_grad():
-        y = model(x0).argmax(1)
-    return model, x0, y
+from .reference import l1_normalised, loss_grad, project
 
 
 def pgn_loop(model, x0, y, eps, steps, n, zeta, delta, seed):
@@ -62,8 +54,8 @@ def gra_loop(model, x0, y, eps, steps, n, beta, eta, seed):
     return x
 
 
-def test_pgn_equals_the_papers_loop_in_float64(setup):
-    model, x0, y = setup
+def test_pgn_equals_the_papers_loop_in_float64(tiny_setup):
+    model, x0, y = tiny_setup
     want = pgn_loop(model, x0, y, 0.1, 3, 4, 3.0, 0.5, seed=7)
     attack = create_attack("pgn", model, eps=0.1, steps=3, samples=4, pgn_step=1 / 3, chunk_size=5)
     adv = attack(x0, y, seed=7)
@@ -72,8 +64,8 @@ def test_pgn_equals_the_papers_loop_in_float64(setup):
     assert attack.last_compute.gradient_evaluations_per_image == 3 * 2 * 4
 
 
-def test_gra_equals_the_papers_loop_in_float64(setup):
-    model, x0, y = setup
+def test_gra_equals_the_papers_loop_in_float64(tiny_setup):
+    model, x0, y = tiny_setup
     want = gra_loop(model, x0, y, 0.1, 3, 4, 3.5, 0.94, seed=4)
     adv = create_attack("gra", model, eps=0.1, steps=3, samples=4, chunk_size=5)(x0, y, seed=4)
     assert (adv - want).abs().max().item() < 1e-9
@@ -100,8 +92,8 @@ def test_gradient_relevance_combine_by_hand():
 
 
 @pytest.mark.parametrize("name,per_image", [("pgn", 400), ("gra", 210), ("pgn-fgrm", 400)])
-def test_gradient_evaluations_at_the_paper_defaults(setup, name, per_image):
-    model, x0, y = setup
+def test_gradient_evaluations_at_the_paper_defaults(tiny_setup, name, per_image):
+    model, x0, y = tiny_setup
     attack = create_attack(name, model, eps=0.1)
     attack(x0[:1], y[:1])
     assert attack.last_compute.gradient_evaluations_per_image == per_image
@@ -109,8 +101,8 @@ def test_gradient_evaluations_at_the_paper_defaults(setup, name, per_image):
 
 
 @pytest.mark.parametrize("name", ["pgn", "gra"])
-def test_seed_controls_the_neighbours(setup, name):
-    model, x0, y = setup
+def test_seed_controls_the_neighbours(tiny_setup, name):
+    model, x0, y = tiny_setup
     attack = create_attack(name, model, eps=0.1, steps=2, samples=3)
     assert torch.equal(attack(x0, y, seed=1), attack(x0, y, seed=1))
     assert not torch.equal(attack(x0, y, seed=1), attack(x0, y, seed=2))
@@ -128,8 +120,8 @@ def test_bad_parameters_name_the_part(make, match):
         make()
 
 
-def test_flat_options_apply_only_to_their_parts(setup):
-    model = setup[0]
+def test_flat_options_apply_only_to_their_parts(tiny_setup):
+    model = tiny_setup[0]
     with pytest.raises(ModelsafeError, match="eta do not apply to 'mi-fgsm'"):
         create_attack("mi-fgsm", model, eta=0.9)
     with pytest.raises(ModelsafeError, match="delta do not apply to 'gra'"):

@@ -8,15 +8,7 @@ from modelsafe.adversarial import MaximinExpectedFlatness, create_attack, descri
 from modelsafe.adversarial.budget import plan_budget
 from modelsafe.errors import ModelsafeError
 
-from .reference import l1_normalised, loss_grad, project, tiny_images, tiny_model
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, x0 = tiny_model(), tiny_images()
-    with torch.no_grad():
-        y = model(x0).argmax(1)
-    return model, x0, y
+from .reference import l1_normalised, loss_grad, project
 
 
 def mef_loop(model, x0, y, eps, steps, n, gamma, kesai, inner, mu, seed):
@@ -35,8 +27,8 @@ def mef_loop(model, x0, y, eps, steps, n, gamma, kesai, inner, mu, seed):
     return x
 
 
-def test_mef_equals_the_loop_in_float64(setup):
-    model, x0, y = setup
+def test_mef_equals_the_loop_in_float64(tiny_setup):
+    model, x0, y = tiny_setup
     want = mef_loop(model, x0, y, 0.1, 3, 4, 2.0, 0.15, 0.9, 0.5, seed=3)
     attack = create_attack("mef", model, eps=0.1, steps=3, samples=4, chunk_size=5)
     adv = attack(x0, y, seed=3)
@@ -48,16 +40,16 @@ def test_mef_equals_the_loop_in_float64(setup):
     assert (adv - other).abs().max().item() < 1e-9
 
 
-def test_the_inversion_buffers_move_the_neighbours(setup):
-    model, x0, y = setup
+def test_the_inversion_buffers_move_the_neighbours(tiny_setup):
+    model, x0, y = tiny_setup
     base = create_attack("mef", model, eps=0.1, steps=3, samples=4)(x0, y, seed=3)
     no_shift = create_attack("mef", model, eps=0.1, steps=3, samples=4, xi=0.0)(x0, y, seed=3)
     assert (base - no_shift).abs().max().item() > 1e-4
 
 
 @pytest.mark.parametrize("name", ["mef", "mef-fgrm"])
-def test_gradient_evaluations_at_the_defaults(setup, name):
-    model, x0, y = setup
+def test_gradient_evaluations_at_the_defaults(tiny_setup, name):
+    model, x0, y = tiny_setup
     attack = create_attack(name, model, eps=0.1)
     attack(x0[:1], y[:1])
     assert attack.last_compute.gradient_evaluations_per_image == 200  # T = 10 iterations x N = 20
@@ -70,8 +62,8 @@ def test_budget_plan_scales_the_neighbours():
     assert plan.spec.update.mu == 0.5 and plan.spec.estimator.beta == 2.0
 
 
-def test_seed_controls_the_neighbours(setup):
-    model, x0, y = setup
+def test_seed_controls_the_neighbours(tiny_setup):
+    model, x0, y = tiny_setup
     attack = create_attack("mef", model, eps=0.1, steps=2, samples=3)
     assert torch.equal(attack(x0, y, seed=1), attack(x0, y, seed=1))
     assert not torch.equal(attack(x0, y, seed=1), attack(x0, y, seed=2))
@@ -88,7 +80,7 @@ def test_bad_parameters_name_the_part(kwargs, match):
         MaximinExpectedFlatness(**kwargs)
 
 
-def test_preset_rows_and_flat_options(setup):
+def test_preset_rows_and_flat_options(tiny_setup):
     rows = {r["name"]: r["spec"] for r in describe_attacks()}
     assert rows["mef"]["estimator"] == {"kind": "MaximinExpectedFlatness", "samples": 20, "beta": 2.0, "xi": 0.15,
                                         "inner_decay": 0.9}
@@ -96,4 +88,4 @@ def test_preset_rows_and_flat_options(setup):
     assert rows["mef"]["steps"] == 10 and rows["mef"]["alpha"] == pytest.approx(16 / 255 / 10)
     assert rows["mef-fgrm"]["direction"]["kind"] == "RescaleStep"
     with pytest.raises(ModelsafeError, match="xi do not apply to 'pgn'"):
-        create_attack("pgn", setup[0], xi=0.2)
+        create_attack("pgn", tiny_setup[0], xi=0.2)
