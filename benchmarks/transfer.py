@@ -31,9 +31,10 @@ import torch.nn.functional as F
 
 from modelsafe.adversarial import (
     PRESETS,
+    TransferAttack,
     create_attack,
-    create_attack_at_budget,
     depth_first_walk,
+    plan_budget,
     rescale_official,
     transfer_matrix,
 )
@@ -171,22 +172,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _at_budget(name: str, args, shape: tuple, model):
-    return create_attack_at_budget(name, model, args.budget, shape, eps=args.eps, quantize=True, device=args.device)
+def _planned(name: str, plan, device: str, model):
+    return TransferAttack(model, plan.spec, name=f"{name}@{plan.budget}", device=device)
 
 
 def budget_section(args, zoo: dict, evalset, names: list[str]):
-    """Every attack of ``names`` at ``args.budget`` gradient evaluations per image; the attacks the rule cannot
-    scale (single-step ones) are listed with the reason."""
+    """Every attack of ``names`` at ``args.budget`` gradient evaluations per image (planned once each); the
+    attacks the rule cannot scale (single-step ones) are listed with the reason."""
     shape = tuple(evalset.features(torch.arange(1)).shape[1:])
     factories, skipped = {}, {}
     for name in names:
         try:
-            create_attack_at_budget(name, zoo["cnn"], args.budget, shape, eps=args.eps)
+            plan = plan_budget(name, args.budget, shape, eps=args.eps, quantize=True)
         except ModelsafeError as exc:
             skipped[name] = str(exc)
             continue
-        factories[name] = functools.partial(_at_budget, name, args, shape)
+        factories[name] = functools.partial(_planned, name, plan, args.device)
     result = transfer_matrix(factories, {"cnn": zoo["cnn"]}, zoo, evalset, eps=args.eps, batch_size=100,
                              labels="predicted", seed=args.seed, device=args.device, progress=args.progress)
     return result, skipped

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from modelsafe.adversarial.attack import AttackSpec, TransferAttack
-from modelsafe.adversarial.presets import PRESETS, _spec
+from modelsafe.adversarial.presets import PRESETS, preset_spec
 from modelsafe.errors import ModelsafeError
 
 SAMPLE_COUNTS = (("estimator", "samples"), ("scales", "copies"), ("diversity", "copies"))
@@ -85,7 +85,7 @@ def plan_budget(name: str, budget: int, image_shape: tuple[int, ...], *, eps: fl
     preset = PRESETS.get(name)
     if preset.steps == 1 and steps in (None, 1):
         raise ModelsafeError(f"{name!r} is a single-step attack: it has no form at another budget")
-    base = _spec(preset, eps, steps, dict(overrides))
+    base = preset_spec(preset, eps, steps, dict(overrides))
     counts = _counts(base)
     if not counts:
         return _scale_steps(name, budget, base, image_shape)

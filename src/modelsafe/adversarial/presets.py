@@ -122,11 +122,13 @@ def list_attacks(pattern: str | None = None) -> list[str]:
 def describe_attacks() -> list[dict]:
     """One row per preset, in table order: name, summary and its full spec at eps=16/255 (for docs and
     ``--help``)."""
-    return [{"name": p.name, "summary": p.summary, "spec": _spec(p, 16 / 255, None, {}).describe()}
+    return [{"name": p.name, "summary": p.summary, "spec": preset_spec(p, 16 / 255, None, {}).describe()}
             for p in PRESETS.entries()]
 
 
-def _spec(preset: Preset, eps: float, steps: int | None, overrides: dict) -> AttackSpec:
+def preset_spec(preset: Preset, eps: float, steps: int | None, overrides: dict) -> AttackSpec:
+    """The :class:`AttackSpec` of ``preset`` at ``eps`` and ``steps`` (None: the preset's) with
+    :func:`create_attack`'s ``overrides`` applied (consumed from the dict)."""
     steps = preset.steps if steps is None else steps
     if preset.name == "fgsm" and steps != 1:
         raise ModelsafeError(f"fgsm is a single-step attack (steps=1), got steps={steps}; use i-fgsm for more")
@@ -165,5 +167,5 @@ def create_attack(name: str, model: nn.Module, eps: float = 16 / 255, steps: int
 
     ``steps=None`` uses the preset's (10; fgsm: 1); the step size defaults to eps/steps. See the module
     docstring for ``overrides``. Unknown names raise :class:`UnknownNameError`; bad values ModelsafeError."""
-    spec = _spec(PRESETS.get(name), eps, steps, dict(overrides))
+    spec = preset_spec(PRESETS.get(name), eps, steps, dict(overrides))
     return TransferAttack(model, spec, name=name, seed=seed, device=device)
