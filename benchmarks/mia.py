@@ -43,10 +43,12 @@ def attack_list(epochs: int, online_models: int = 0, skip: tuple[str, ...] = ())
 
 def _all_attacks(epochs: int, online_models: int) -> list:
     learned = {"epochs": epochs}
-    online = [create_mia("lira-online", num_models=online_models), create_mia("rmia-online", num_models=online_models)]
+    online = []
+    if online_models:
+        online = [create_mia("lira-online", num_models=online_models),
+                  create_mia("rmia-online", num_models=online_models)]
     if online_models >= 4:  # per-sample variances need 2 IN and 2 OUT values per sample
         online.insert(1, create_mia("lira-online", num_models=online_models, fixed_variance=False))
-    online = online if online_models else []
     return online + [
         "correctness", "confidence", "entropy", "modified-entropy", "loss",
         create_mia("loss", per_class=True), create_mia("modified-entropy", per_class=True),

@@ -224,6 +224,7 @@ def test_single_process_fallback():
     t = torch.ones(2)
     assert distributed.all_reduce_sum(t) is t and torch.equal(t, torch.ones(2))
     distributed.check_same("x", "values")
+    distributed.finish()  # alone: nothing to leave
     with distributed.alone():
         assert distributed.world_size() == 1
 
@@ -294,3 +295,39 @@ def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_pa
         assert len(list((tmp_path / folder / "references").glob("*/ref-*.safetensors"))) == 2
     scores = [np.load(tmp_path / f / "scores" / "lira.npz")["scores"] for f in ("ddp", "one")]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
+
+
+def test_torchrun_attack_shards_the_batches_and_gives_the_images_of_one_process(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from modelsafe.cli import app
+
+    run = tmp_path / "run"
+    train = CliRunner().invoke(app, ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "2", "--device",
+                                     "cpu", "--no-progress", "--out", str(run)])
+    assert train.exit_code == 0, train.output
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    # 5 batches: rank 0 takes 0, 2, 4 and rank 1 takes 1, 3; smi-fgrm draws a random walk per batch
+    args = ["attack", "--surrogate", str(run), "--attacks", "mi-fgsm,smi-fgrm", "--images", "45", "--batch-size",
+            "10", "--save-images", "--device", "cpu", "--no-progress"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                           "--master_port", str(_free_port()), "-m", "modelsafe", *args, "--out", str(tmp_path / "ddp")],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("results in") == 1  # printed by rank 0 only
+    one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    pngs = {f: sorted(p.relative_to(tmp_path / f) for p in (tmp_path / f / "images").rglob("*.png")) for f in ("ddp", "one")}
+    assert len(pngs["one"]) == 2 * 45 and pngs["ddp"] == pngs["one"]
+    for rel in pngs["one"]:
+        assert (tmp_path / "ddp" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes(), rel
+    drop = ("seconds", "seconds_per_100")
+    tables = [json.loads((tmp_path / f / "transfer.json").read_text()) for f in ("ddp", "one")]
+    for key in ("cells", "attacks"):
+        got, want = ([{k: v for k, v in r.items() if k not in drop} for r in t[key]] for t in tables)
+        assert got == want

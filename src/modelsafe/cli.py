@@ -18,7 +18,7 @@ from modelsafe.commands.compress import compress
 from modelsafe.commands.datasets import datasets
 from modelsafe.commands.demo import demo
 from modelsafe.commands.train import train
-from modelsafe.distributed import world_size
+from modelsafe.distributed import finish, world_size
 from modelsafe.errors import ModelsafeError
 
 
@@ -53,7 +53,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-PARALLEL_COMMANDS = ("train", "audit")
+PARALLEL_COMMANDS = ("train", "audit", "attack")
 """The commands that run under ``torchrun`` with several processes; the others refuse to."""
 
 
@@ -70,7 +70,9 @@ def _command(fn: Callable) -> None:
     def run(*args, **kwargs):
         try:
             _check_parallel(fn.__name__)
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            finish()
+            return result
         except ModelsafeError as exc:
             typer.echo(f"error: {_one_line(exc)}", err=True)
             raise typer.Exit(2) from None

@@ -128,6 +128,14 @@ def barrier() -> None:
         _dist().barrier()
 
 
+def finish() -> None:
+    """The end of a ``torchrun`` job that went well: wait for every process, then leave the process group, so
+    that no process exits (taking the rendezvous store with it) while another still talks to it."""
+    if _joined():
+        barrier()
+        _dist().destroy_process_group()
+
+
 def _comm_device() -> torch.device:
     """Where collective tensors must live for the group's backend."""
     return torch.device("cuda", torch.cuda.current_device()) if _dist().get_backend() == "nccl" else torch.device("cpu")

@@ -57,11 +57,13 @@ def gra_loop(model, x0, y, eps, steps, n, beta, eta, seed):
 def test_pgn_equals_the_papers_loop_in_float64(tiny_setup):
     model, x0, y = tiny_setup
     want = pgn_loop(model, x0, y, 0.1, 3, 4, 3.0, 0.5, seed=7)
-    attack = create_attack("pgn", model, eps=0.1, steps=3, samples=4, pgn_step=1 / 3, chunk_size=5)
+    attack = create_attack("pgn", model, eps=0.1, steps=3, samples=4, chunk_size=5)  # look-ahead = alpha
     adv = attack(x0, y, seed=7)
     assert (adv - want).abs().max().item() < 1e-9
     assert (adv - x0).abs().max().item() > 0.05
     assert attack.last_compute.gradient_evaluations_per_image == 3 * 2 * 4
+    fixed = create_attack("pgn", model, eps=0.1, steps=3, samples=4, pgn_step=0.1)(x0, y, seed=7)
+    assert (fixed - adv).abs().max().item() > 1e-4  # a fixed step of 0.1 eps is not alpha = eps / 3
 
 
 def test_gra_equals_the_papers_loop_in_float64(tiny_setup):
@@ -134,7 +136,7 @@ def test_new_presets_are_registered_with_the_papers_defaults():
     assert {"pgn", "gra", "bsr", "sia", "pgn-fgrm", "gra-fgrm", "bsr-smi-fgrm", "sia-smi-fgrm"} <= set(list_attacks())
     rows = {r["name"]: r["spec"] for r in describe_attacks()}
     assert rows["pgn"]["estimator"] == {"kind": "PenalizedGradientNorm", "samples": 20, "beta": 3.0, "delta": 0.5,
-                                        "step": 0.1}
+                                        "step": None}
     assert rows["gra"]["estimator"] == {"kind": "GradientRelevance", "samples": 20, "beta": 3.5}
     assert rows["gra"]["update"] == {"kind": "DecayIndicator", "mu": 1.0, "nesterov": False, "eta": 0.94}
     assert rows["bsr"]["diversity"] == {"kind": "BlockShuffleRotation", "blocks": 2, "angle": 24.0, "copies": 20,

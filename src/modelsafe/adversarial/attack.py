@@ -57,7 +57,7 @@ from modelsafe.errors import ModelsafeError
 from modelsafe.utils import derive_seed, eval_mode, make_generator, pick_device
 
 LABEL_SOURCES = ("auto", "model", "given")
-CPU_CHUNK = 100  # images per model call on CPU (50-100 measured fastest on a 2-core CPU)
+CPU_CHUNK = 50  # images per model call on CPU (benchmarks/attack_speed.py: 50 beat 100 on one CPU thread)
 # field -> (protocol, may be None)
 PART_PROTOCOLS = {"estimator": (GradientEstimator, False), "scales": (InputTransform, True),
                   "diversity": (InputTransform, True), "smoothing": (GradientTransform, True),
@@ -230,6 +230,7 @@ class TransferAttack:
             start = torch.empty_like(x0).uniform_(-eps, eps, generator=noise)
             x = torch.clamp(x0 + start, 0, 1)
         update_state, state = spec.update.init_state(x0), spec.estimator.init_state(x0)
+        state.setdefault("alpha", alpha)  # the step size, for estimators that step (PGN's look-ahead)
         for _ in tqdm(range(spec.steps), desc=self.name, unit="step", leave=False, disable=not progress):
             center = spec.update.center(x, update_state, alpha)
             g = spec.estimator.estimate(grad_fn, x, center, eps, state, noise)

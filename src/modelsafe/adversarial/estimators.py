@@ -120,30 +120,32 @@ def _per_image_mean_abs(g: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 class PenalizedGradientNorm(GradientEstimator):
     """PGN (Ge et al., NeurIPS 2023, "Boosting Adversarial Transferability by Achieving Flat Local Maxima"):
     ``samples`` neighbours x' = c + U(-beta*eps, beta*eps) of the centre c, their gradients g', a second point
-    x* = x' - step*eps * g' / mean|g'| (per image and neighbour) and its gradient g*; the estimate is the mean
+    x* = x' - alpha * g' / mean|g'| (per image and neighbour) and its gradient g*; the estimate is the mean
     over the neighbours of (1 - delta) g' + delta g*. Two sequential ``grad_fn`` calls of ``samples`` points
     each: 2N gradient evaluations per iteration. Defaults N = 20, beta (the paper's zeta) = 3, delta = 0.5.
 
-    The look-ahead step is ``step * eps``: the paper uses the attack's step size alpha, which an estimator
-    does not see; ``step=0.1`` is alpha = eps/T at the paper's T = 10 (set ``step=1/T`` for other T). The
-    normalisation g'/mean|g'| and the unclipped points follow the authors' code."""
+    The look-ahead step alpha is the attack's step size, as in the paper (``step=None``, the default);
+    ``step=s`` fixes it at ``s * eps`` instead. The normalisation g'/mean|g'| and the unclipped points follow
+    the authors' code."""
 
     samples: int = 20
     beta: float = 3.0
     delta: float = 0.5
-    step: float = 0.1
+    step: float | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("PenalizedGradientNorm samples", self.samples)
         check_positive("PenalizedGradientNorm beta", self.beta)
         check_fraction("PenalizedGradientNorm delta", self.delta)
-        check_positive("PenalizedGradientNorm step", self.step)
+        if self.step is not None:
+            check_positive("PenalizedGradientNorm step", self.step)
 
     def estimate(self, grad_fn: GradFn, x: torch.Tensor, center: torch.Tensor, eps: float, state: dict,
                  generator: torch.Generator) -> torch.Tensor:
         near = uniform_neighbours(center, self.samples, self.beta * eps, generator)
         first = grad_fn(near)
-        star = near - self.step * eps * first / _per_image_mean_abs(first, (2, 3, 4))
+        alpha = state["alpha"] if self.step is None else self.step * eps
+        star = near - alpha * first / _per_image_mean_abs(first, (2, 3, 4))
         second = grad_fn(star)
         return ((1 - self.delta) * first + self.delta * second).mean(0)
 

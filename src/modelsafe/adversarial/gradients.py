@@ -47,12 +47,16 @@ class PointGradients:
         for start in range(0, total, self.chunk):
             rows = torch.arange(start, min(start + self.chunk, total), device=points.device)
             k, view, b = rows // (self.views * batch), (rows // batch) % self.views, rows % batch
-            index = k * batch + b
-            leaf = flat[index].detach().requires_grad_(True)
-            grad = self._gradient(leaf, self._inputs(leaf, view, k, draws), self.y[b])
-            if self.views > 1:
+            if self.views == 1:  # rows are the points' own rows: slices, no gather or scatter
+                leaf = flat[start:start + rows.numel()].detach().requires_grad_(True)
+                out[start:start + rows.numel()] += self._gradient(leaf, self._inputs(leaf, view, k, draws),
+                                                                  self.y[b])
+            else:
+                index = k * batch + b
+                leaf = flat[index].detach().requires_grad_(True)
+                grad = self._gradient(leaf, self._inputs(leaf, view, k, draws), self.y[b])
                 grad = grad * weights[view].to(grad.dtype).view(-1, *[1] * (grad.dim() - 1)) / self.total_weight
-            out.index_add_(0, index, grad)
+                out.index_add_(0, index, grad)
             self.count.gradient_evaluations += rows.numel()
         return out.view_as(points)
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from modelsafe import distributed
 from modelsafe._checks import (
     check_choice,
     check_images,
@@ -110,7 +111,12 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
     ``derive_seed(seed, attack, surrogate, batch index)``. ``examples``: keep the first that many clean and
     adversarial images of the first batch per (attack, surrogate) for figures. ``on_adversarial(attack,
     surrogate, indices, images)`` is called with every batch's adversarial images (n, C, H, W) in [0, 1] and
-    their (n,) positions in ``data`` (e.g. to save them)."""
+    their (n,) positions in ``data`` (e.g. to save them).
+
+    Under ``torchrun`` with several processes the batches are shared out (rank r takes batches r, r + W, ...);
+    every batch keeps its seed, so the images are those of one process. The counts are gathered and every rank
+    returns the whole matrix; ``on_adversarial`` is called by the rank that made the batch, and only rank 0
+    shows progress. ``seconds`` then sums the ranks' attack time (the compute per image, as with one process)."""
     data = _check_matrix_input(surrogates, targets, data, batch_size, examples, labels)
     targeted = target_classes is not None
     factories = _factories(attacks, eps, steps, quantize, chunk_size, targeted, device)
@@ -118,10 +124,11 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
     tally = _Tally(built, surrogates, targets)
     all_models = list({id(m): m for m in [*surrogates.values(), *targets.values()]}.values())
     n = int(data.y.shape[0])
-    batches = range(0, n, batch_size)
-    bar = tqdm(total=len(batches) * len(built), desc="transfer matrix", unit="attack-batch", disable=not progress)
+    batches = list(enumerate(range(0, n, batch_size)))[distributed.rank()::distributed.world_size()]
+    bar = tqdm(total=len(batches) * len(built), desc="transfer matrix", unit="attack-batch",
+               disable=not progress or not distributed.is_main())
     with eval_mode(*all_models), bar:
-        for bi, start in enumerate(batches):
+        for bi, start in batches:
             idx = torch.arange(start, min(start + batch_size, n))
             x = check_images(data.features(idx))
             y = check_labels(data.y[idx], len(idx))
@@ -134,10 +141,13 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
                 adv = attack(x, attack_labels, seed=derive_seed(seed, a, s, bi))
                 if adv.is_cuda:
                     torch.cuda.synchronize(adv.device)
-                tally.attacked((a, s), x, y, goal, adv, time.perf_counter() - t0, keep=examples if bi == 0 else 0)
+                tally.attacked((a, s), bi, x, y, goal, adv, time.perf_counter() - t0,
+                               keep=examples if bi == 0 else 0)
                 if on_adversarial is not None:
                     on_adversarial(a, s, idx, adv)
                 bar.update(1)
+    if distributed.active():
+        tally.merge(distributed.all_gather_objects(tally.state()))
     cells, rows = tally.results(n)
     settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,
                 "labels": labels, "targeted": targeted, "seed": seed, "n_images": n,
@@ -190,7 +200,7 @@ class _Tally:
         self.per_attack = {key: {"white_box": 0, "white_box_correct": 0, "linf": 0.0, "l2": 0.0, "seconds": 0.0,
                                  "compute": ComputeCount()} for key in built}
         self.clean_correct = {name: 0 for name in [*targets, *surrogates]}
-        self.per_image: dict[tuple[str, str], list[torch.Tensor]] = {key: [] for key in built}
+        self.per_image: dict[tuple[str, str], dict[int, torch.Tensor]] = {key: {} for key in built}  # by batch
         self.kept: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._clean: dict[str, torch.Tensor] = {}
 
@@ -199,8 +209,8 @@ class _Tally:
         for name in self.clean_correct:
             self.clean_correct[name] += int((self._clean[name] == y).sum())
 
-    def attacked(self, key: tuple[str, str], x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None,
-                 adv: torch.Tensor, seconds: float, keep: int) -> None:
+    def attacked(self, key: tuple[str, str], batch: int, x: torch.Tensor, y: torch.Tensor,
+                 goal: torch.Tensor | None, adv: torch.Tensor, seconds: float, keep: int) -> None:
         a, s = key
         stats = self.per_attack[key]
         stats["seconds"] += seconds
@@ -225,7 +235,32 @@ class _Tally:
             c["success"] += int(hit.sum())
             c["correct"] += int(ok.sum())
             c["success_on_correct"] += int((hit & ok).sum())
-        self.per_image[key].append(black_box)
+        self.per_image[key][batch] = black_box
+
+    def state(self) -> dict:
+        """The counts so far (picklable, CPU tensors), for :meth:`merge` on another process."""
+        return {"counts": self.counts, "per_attack": self.per_attack, "clean_correct": self.clean_correct,
+                "per_image": self.per_image, "kept": self.kept}
+
+    def merge(self, states: Sequence[dict]) -> None:
+        """Replace the counts by the sums of ``states`` (every process's :meth:`state`, this one's included)."""
+        self.__init__(self.built, self.surrogates, self.targets)
+        for st in states:
+            for key, c in st["counts"].items():
+                for k, v in c.items():
+                    self.counts[key][k] += v
+            for key, stats in st["per_attack"].items():
+                for k, v in stats.items():
+                    self.per_attack[key][k] += v
+            for name, v in st["clean_correct"].items():
+                self.clean_correct[name] += v
+            for key, batches in st["per_image"].items():
+                self.per_image[key].update(batches)
+            self.kept.update(st["kept"])
+
+    def _black_box_hits(self, key: tuple[str, str]) -> torch.Tensor:
+        """(n,) black-box targets fooled per image, in image order."""
+        return torch.cat([hits for _, hits in sorted(self.per_image[key].items())])
 
     def results(self, n: int) -> tuple[list[dict], list[dict]]:
         """(cells: one per attack, surrogate, target; rows: one per attack and surrogate) over ``n`` images."""
@@ -248,7 +283,7 @@ class _Tally:
             rows.append({"attack": a, "surrogate": s, "white_box_success": st["white_box"] / n,
                          "white_box_success_on_correct": st["white_box_correct"] / correct if correct else None,
                          "black_box_mean": sum(bb) / len(bb) if bb else None,
-                         "black_box_ci": _bootstrap_ci(torch.cat(self.per_image[(a, s)]) / len(bb)) if bb else None,
+                         "black_box_ci": _bootstrap_ci(self._black_box_hits((a, s)) / len(bb)) if bb else None,
                          "black_box_mean_on_correct": sum(bb_correct) / len(bb_correct) if bb_correct else None,
                          "mean_linf": st["linf"] / n, "mean_l2": st["l2"] / n, "seconds": st["seconds"],
                          "seconds_per_100": 100 * st["seconds"] / n, **st["compute"].per_image(),

@@ -49,7 +49,8 @@ class GradientEstimator(Part):
     def estimate(self, grad_fn: GradFn, x: torch.Tensor, center: torch.Tensor, eps: float, state: dict,
                  generator: torch.Generator) -> torch.Tensor:
         """The gradient for iterate ``x`` (N, C, H, W); ``center`` is the update rule's point (``x`` itself, or a
-        Nesterov look-ahead); ``eps`` the L-infinity radius; ``generator`` lives on the images' device."""
+        Nesterov look-ahead); ``eps`` the L-infinity radius; ``generator`` lives on the images' device.
+        ``state`` is ``init_state``'s dict, to which the attack adds ``state["alpha"]``, its step size."""
 
 
 class PointEstimator(GradientEstimator):

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from modelsafe import distributed
 from modelsafe.commands import _options as opt
 from modelsafe.errors import ModelsafeError
 
@@ -63,7 +64,7 @@ def attack(
                                                     "test split holds is an error.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per attack call.")] = 100,
     chunk_size: Annotated[int | None, typer.Option(
-        help="Images per model call inside an attack (default: 100 on CPU, everything at once on GPU).")] = None,
+        help="Images per model call inside an attack (default: 50 on CPU, everything at once on GPU).")] = None,
     labels: Annotated[str, typer.Option(help="Labels to attack: 'predicted' (surrogate's clean prediction, the "
                                              "S-FGRM protocol) or 'true'.")] = "predicted",
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize",
@@ -89,5 +90,7 @@ def attack(
     result, folder = attack_run(list(surrogate), target, options=options, dataset=dataset, data_root=data_root,
                                 dataset_options=opt.parse_key_values(dataset_option), out=out, seed=seed,
                                 device=device, progress=progress)
+    if not distributed.is_main():  # under torchrun rank 0 prints
+        return
     typer.echo(transfer_table(result, "all"))
     typer.echo(f"results in {folder}")

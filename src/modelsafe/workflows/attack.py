@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelsafe import distributed
 from modelsafe.errors import ModelsafeError
 
 if TYPE_CHECKING:
@@ -163,14 +164,20 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
     """Attack every model with adversarial examples made on ``surrogates`` (run folders or model specs; the
     surrogates are always targets too) and write transfer.json / .csv / .md and examples.png into ``out``
     (default ``runs/attack-<dataset>-s<seed>``). Run folders bring their dataset, which ``dataset`` must then
-    match. Returns (the transfer matrix, the folder)."""
+    match. Returns (the transfer matrix, the folder).
+
+    Under ``torchrun`` every rank attacks its share of the image batches (the images are those of one process,
+    see :func:`~modelsafe.adversarial.transfer_matrix`) and returns the whole matrix; rank 0 alone claims the
+    folder and writes the report; with ``save_images`` each rank writes the PNGs it made (the folder must then
+    be on a file system every rank sees)."""
     from modelsafe.data import load_dataset
     from modelsafe.report.transfer import write_transfer_report
     from modelsafe.storage.folder import OwnedFolder
     from modelsafe.utils import resolve_device
 
     opts = options or AttackRunOptions()
-    dev = resolve_device(device)
+    progress = progress and distributed.is_main()  # one progress display
+    dev = distributed.local_device(resolve_device(device))
     surrogate_paths, target_paths = list(surrogates), [t for t in (targets or []) if t not in surrogates]
     if not surrogate_paths:
         raise ModelsafeError("give at least one --surrogate (run folder or model spec)")
@@ -184,11 +191,15 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
         raise ModelsafeError(f"--images {images} is more than the {len(data.test)} test images of "
                              f"{data.info.name!r}; pass --images {len(data.test)} or fewer")
     folder = Path(out or Path("runs") / f"attack-{data.info.name}-s{seed}")
+    models, described = _build_models(values, specs, runs, data, opts.pretrained, opts.image_size, seed, dev)
+    sink = _png_writer(folder / "images", data.extras.get("image_ids")) if opts.save_images else None
+    subset = data.test.subset(range(images))
+    if not distributed.is_main():  # attack this rank's share of the batches once rank 0 holds the folder
+        distributed.broadcast_object()
+        return _attack(opts, models, len(surrogate_paths), subset, seed, dev, progress, sink), folder
     with OwnedFolder(folder, "attack", ATTACK_FILES).claim(replace=True):
-        models, described = _build_models(values, specs, runs, data, opts.pretrained, opts.image_size, seed, dev)
-        sink = _png_writer(folder / "images", data.extras.get("image_ids")) if opts.save_images else None
-        result = _attack(opts, models, len(surrogate_paths), data.test.subset(range(images)), seed, dev, progress,
-                         sink)
+        distributed.broadcast_object(True)
+        result = _attack(opts, models, len(surrogate_paths), subset, seed, dev, progress, sink)
         settings = (f"eps = {opts.eps_text} ({opts.eps:.4f}), labels = {opts.labels}, quantize = {opts.quantize}, "
                     f"seed = {seed}")
         write_transfer_report(folder, result, data.info.name, described, list(opts.attacks), images, settings,
