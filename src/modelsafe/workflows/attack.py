@@ -191,14 +191,16 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
         raise ModelsafeError(f"--images {images} is more than the {len(data.test)} test images of "
                              f"{data.info.name!r}; pass --images {len(data.test)} or fewer")
     folder = Path(out or Path("runs") / f"attack-{data.info.name}-s{seed}")
-    models, described = _build_models(values, specs, runs, data, opts.pretrained, opts.image_size, seed, dev)
     sink = _png_writer(folder / "images", data.extras.get("image_ids")) if opts.save_images else None
     subset = data.test.subset(range(images))
+    build = (values, specs, runs, data, opts.pretrained, opts.image_size, seed, dev)
     if not distributed.is_main():  # attack this rank's share of the batches once rank 0 holds the folder
+        models, _ = _build_models(*build)
         distributed.broadcast_object()
         return _attack(opts, models, len(surrogate_paths), subset, seed, dev, progress, sink), folder
-    with OwnedFolder(folder, "attack", ATTACK_FILES).claim(replace=True):
+    with OwnedFolder(folder, "attack", ATTACK_FILES).claim(replace=True):  # refused or locked: nothing built
         distributed.broadcast_object(True)
+        models, described = _build_models(*build)
         result = _attack(opts, models, len(surrogate_paths), subset, seed, dev, progress, sink)
         settings = (f"eps = {opts.eps_text} ({opts.eps:.4f}), labels = {opts.labels}, quantize = {opts.quantize}, "
                     f"seed = {seed}")
