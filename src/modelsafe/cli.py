@@ -53,7 +53,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-PARALLEL_COMMANDS = ("train", "audit", "attack")
+PARALLEL_COMMANDS = ("train", "compress", "compare", "audit", "attack", "demo")
 """The commands that run under ``torchrun`` with several processes; the others refuse to."""
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from modelsafe import distributed
 from modelsafe.commands import _options as opt
 from modelsafe.data import SplitSpec
 from modelsafe.training import TrainConfig
@@ -57,6 +58,8 @@ def compare(
     result = compare_run(method_list, dataset, model, options=options, split=split_spec, seeds=seed_list, width=width,
                          out=out, device=device, audit_attacks=audit_names, attack_options=attack_options,
                          data_root=data_root, dataset_options=opt.parse_key_values(dataset_option), progress=progress)
+    if not distributed.is_main():  # under torchrun rank 0 prints
+        return
     typer.echo(format_table(result["summary"]))
     typer.echo(f"results: {out}/table.md, {out}/results.csv, {out}/tradeoff.png")
 

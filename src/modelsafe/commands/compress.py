@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from modelsafe import distributed
 from modelsafe.commands import _options as opt
 from modelsafe.compress.methods import CompressOptions, list_methods
 from modelsafe.data import SplitSpec
@@ -41,7 +42,9 @@ def compress(
 ) -> None:
     """Compress a model while training it (dense, static, set, rigl, itop, gmp, oneshot, ...). Writes config.json,
     split.json, checkpoints, metrics.json, weights.safetensors and the packed weights.sparse.safetensors, and
-    prints dense bytes, sparse bytes and the ratio. Re-running the same command resumes an interrupted run."""
+    prints dense bytes, sparse bytes and the ratio. Re-running the same command resumes an interrupted run. Under
+    `torchrun --nproc_per_node N -m modelsafe compress ...` training is data-parallel (SafeCompress scores its
+    candidates on different ranks); rank 0 writes and prints. DP-SGD runs in one process only."""
     options = CompressOptions(density=density, train=train, distribution=distribution,
                               update_interval=update_interval, drop_fraction=drop_fraction, end=end,
                               dense_first=dense_first, finetune_epochs=finetune_epochs,
@@ -50,6 +53,8 @@ def compress(
     metrics = compress_run(method, dataset, model, out=out, options=options, split=split_spec, width=width,
                            seed=seed, device=device, data_root=data_root, download=download, overwrite=overwrite,
                            progress=progress)
+    if not distributed.is_main():
+        return
     typer.echo(f"run folder: {out}" + (" (resumed)" if metrics["resumed"] else ""))
     params, flops, export = metrics["params"], metrics["flops"], metrics["export"]
     typer.echo(f"{method}: test accuracy {metrics['test']['accuracy']:.4f} | non-zero parameters "

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from modelsafe import distributed
 from modelsafe.compress.dp import DPConfig, fit_private
 from modelsafe.compress.methods import CompressOptions, CompressResult, _dst, _finish, register_method
 from modelsafe.errors import ModelsafeError
 
 
 def _dp_config(options: CompressOptions) -> DPConfig:
+    if distributed.world_size() > 1:
+        raise ModelsafeError("DP-SGD does not run on several processes (its per-sample clipping and noise are "
+                             "not data-parallel here); run it without torchrun")
     try:
         return DPConfig(**dict(options.extra.get("dp", {})))
     except TypeError as exc:

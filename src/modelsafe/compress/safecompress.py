@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modelsafe import distributed
 from modelsafe._checks import (
     check_choice,
     check_density,
@@ -246,7 +247,10 @@ class SafeCompress(Callback):
     strategy is proposed, probed on common batches, scored on common held-out samples and the chosen one is
     applied. ``tests`` share ``safety_data``; ``validation`` scores task accuracy of candidates; ``members``
     feed the probes. ``.engine`` is built when fitting starts; ``.log`` holds every update (all candidates'
-    scores, the choice, the most accurate candidate and the per-update resolution of each risk statistic)."""
+    scores, the choice, the most accurate candidate and the per-update resolution of each risk statistic).
+
+    Under ``torchrun`` (data-parallel :func:`~modelsafe.training.fit`) the candidates of an update are scored on
+    different ranks and gathered, and every rank takes rank 0's attackers after each refresh."""
 
     def __init__(self, config: SafeCompressConfig, tests: Sequence[SafetyTest], safety_data: SafetyData,
                  validation: TensorData, members: TensorData, *, seed: int = 0):
@@ -305,9 +309,13 @@ class SafeCompress(Callback):
             self.update()
 
     def refresh(self) -> None:
-        """Train every safety test's attacker further against the live model and re-calibrate it."""
+        """Train every safety test's attacker further against the live model and re-calibrate it. Under
+        ``torchrun`` every rank trains the same attacker on the same samples; rank 0's state is then given to
+        every rank, so that no floating-point difference between devices can make their attackers drift apart."""
         for test in self.tests:
             test.refresh(self.engine.model)
+            if distributed.active():
+                test.load_state_dict(distributed.broadcast_object(test.state_dict()))
 
     def on_epoch_end(self, state: TrainState) -> None:
         summary = self.engine.summary()
@@ -331,6 +339,7 @@ class SafeCompress(Callback):
         entry["chosen_strategy"] = candidates[entry["chosen"]].strategy.describe()
         engine.apply(candidates[entry["chosen"]])
         entry["applied_masks_sha"] = masks_digest(engine.masks)
+        distributed.check_same(entry["applied_masks_sha"], "the applied SafeCompress masks")
         entry["seconds"] = time.perf_counter() - start
         self.log.append(entry)
 
@@ -353,7 +362,7 @@ class SafeCompress(Callback):
         step = self.engine.step_count
         batches = probe_batches(self.members, self.config.probe_steps, self._state.config.batch_size,
                                 derive_seed(self.seed, "safecompress-probe", step))
-        scored = [self._score(candidate, batches) for candidate in candidates]
+        scored = self._score_all(candidates, batches)
         rows = [row for row, _ in scored]
         best, most_accurate = select(rows, self.objective), select(rows, Objective(0.0))
         resolution = {}
@@ -367,10 +376,25 @@ class SafeCompress(Callback):
         return {"chosen": best, "most_accurate": most_accurate, "differs_from_most_accurate": best != most_accurate,
                 "candidates": rows, "resolution": resolution}
 
+    def _score_all(self, candidates: list[Candidate], batches: list[torch.Tensor]) -> list[tuple[dict, dict]]:
+        """Every candidate's (log row, held-out scores by test), in candidate order. Under ``torchrun`` rank r
+        scores candidates r, r + world, ... on its own and every rank receives all of them; each candidate's
+        score depends on nothing but the candidate, so the result is that of one process."""
+        world, rank = distributed.world_size(), distributed.rank()
+        with distributed.alone():
+            mine = {i: self._score(c, batches) for i, c in enumerate(candidates) if i % world == rank}
+        if world > 1:
+            for part in distributed.all_gather_objects(mine):
+                mine.update(part)
+        return [mine[i] for i in range(len(candidates))]
+
     def _score(self, candidate: Candidate, batches: list[torch.Tensor]) -> tuple[dict, dict]:
         model = self.engine.candidate_model(candidate)
-        probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=self._state.device,
-              label_smoothing=self._state.config.label_smoothing)
+        device = self._state.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(derive_seed(self.seed, "safecompress-probe-rng", self.engine.step_count))
+            probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=device,
+                  label_smoothing=self._state.config.label_smoothing)
         accuracy = evaluate(model, self.validation, device=self._state.device)["accuracy"]
         figures, samples = {}, {}
         for test in self.tests:
@@ -437,6 +461,6 @@ def run_safecompress(model: nn.Module, dataset: Dataset, split: MembershipSplit,
     callback.engine.remove()
     summary = {"config": asdict(cfg), "history": history, "sparsity": callback.engine.summary(),
                "selections": len(callback.log), "seconds": seconds}
-    if run_dir is not None:
+    if run_dir is not None and distributed.is_main():
         write_json(Path(run_dir) / "selection.json", {"config": asdict(cfg), "log": callback.log})
     return {**summary, "log": callback.log}

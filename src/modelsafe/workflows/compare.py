@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from modelsafe import distributed
 from modelsafe._checks import check_seeds
 from modelsafe.compress.methods import CompressOptions, check_method, compress, get_method
 from modelsafe.data import Dataset, MembershipSplit, SplitSpec
@@ -121,10 +122,11 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
                 "seed": seed, "options": options.to_dict(), "split": {"spec": asdict(split.spec), "seed": split.seed}}
     settings = _relevant(_jsonable(settings), get_method(method).extras)
     result_path, weights_path = out / "result.json", out / "model.sparse.safetensors"
-    dev = resolve_device(device)
+    dev = distributed.local_device(resolve_device(device))
     recipe = Recipe(model_name, width, options.train, method, options)
-    if result_path.is_file():
-        result = read_json(result_path)
+    saved = distributed.broadcast_object(read_json(result_path) if result_path.is_file() else None)
+    if saved is not None:  # (rank 0 reads it: every rank takes the same branch)
+        result = saved
         saved = _relevant(result.get("settings", settings), get_method(method).extras)
         if saved != settings:
             change = _difference(saved, settings)
@@ -140,7 +142,8 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
                                   attack_options=attack_options, recipe=recipe, reference_store=out / "references")
             result["audit"].update(extra)
             _add_audit(result["row"], extra)
-            write_json(result_path, result)
+            if distributed.is_main():
+                write_json(result_path, result)
         return result
     model = init_model(model_name, dataset, width, seed)
     members = split.data(dataset, "members")
@@ -148,15 +151,17 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     compressed, info = compress(method, model, members, options, seed=seed, device=dev, run_dir=out / "train",
                                 progress=progress, dataset=dataset, split=split)
     seconds = time.perf_counter() - start
-    export = export_sparse(compressed, weights_path)
     audit = audit_figures(compressed, dataset, split, audit_attacks, seed=seed, device=dev,
                           attack_options=attack_options, recipe=recipe, reference_store=out / "references")
+    if not distributed.is_main():
+        return distributed.broadcast_object()  # rank 0's result, written by rank 0
+    export = export_sparse(compressed, weights_path)
     row = _row(method, seed, evaluate(compressed, dataset.test, device=dev)["accuracy"], info, export, seconds)
     _add_audit(row, audit)
     result = {"row": row, "audit": audit, "settings": settings,
               "info": {k: v for k, v in info.items() if k != "history"}, "history": info.get("history")}
     write_json(result_path, result)
-    return result
+    return distributed.broadcast_object(result)
 
 
 def _relevant(settings: dict, extras: tuple[str, ...] | None) -> dict:
@@ -190,7 +195,11 @@ def compare_run(methods: Sequence[str], dataset: str | Dataset, model_name: str 
                 data_root: str | None = None, dataset_options: dict | None = None, progress: bool = True) -> dict:
     """Run every method for every seed and write ``table.md``, ``results.csv``, ``results.json`` and
     ``tradeoff.png`` into ``out`` (locked while it runs; an interrupted comparison resumes). Every setting is
-    checked before any data is loaded. Returns {"rows": per-run rows, "summary": mean/std rows}."""
+    checked before any data is loaded. Returns {"rows": per-run rows, "summary": mean/std rows}.
+
+    Under ``torchrun`` every run is data-parallel (compression as in :func:`~modelsafe.workflows.compress_run`,
+    the audits' reference models split across ranks); rank 0 alone claims ``out``, writes every file and shows
+    progress."""
     from modelsafe.data import load_dataset
     from modelsafe.storage.folder import OwnedFolder
 
@@ -199,16 +208,28 @@ def compare_run(methods: Sequence[str], dataset: str | Dataset, model_name: str 
                                                                     **(dataset_options or {}))
     out = Path(out)
     entries = [*COMPARE_FILES, *methods, *(f"split-seed{s}.json" for s in seeds)]
-    rows = []
-    with OwnedFolder(out, "compare", entries).claim():
-        runs = [(seed, method) for seed in seeds for method in methods]
+    progress = progress and distributed.is_main()
+    runs = [(seed, method) for seed in seeds for method in methods]
+
+    def run_all() -> list[dict]:
+        rows = []
         for seed, method in tqdm(runs, desc="compare", unit="run", disable=not progress):
             split_obj = MembershipSplit.create(data, split, seed=seed)
-            split_obj.save(out / f"split-seed{seed}.json")
+            if distributed.is_main():
+                split_obj.save(out / f"split-seed{seed}.json")
             result = run_one(method, data, split_obj, model_name, options, width=width, seed=seed, device=device,
                              out=out / method / f"seed{seed}", audit_attacks=audit_attacks,
                              attack_options=attack_options, progress=progress)
             rows.append(result["row"])
+        return rows
+
+    if not distributed.is_main():  # run alongside rank 0 once it holds the folder; write nothing
+        distributed.broadcast_object()
+        rows = run_all()
+        return {"rows": rows, "summary": summarise(rows, methods)}
+    with OwnedFolder(out, "compare", entries).claim():
+        distributed.broadcast_object(True)
+        rows = run_all()
         summary = summarise(rows, methods)
         write_json(out / "results.json", {"rows": rows, "summary": summary, "options": options.to_dict(),
                                           "model": model_name, "dataset": data.info.name, "seeds": list(seeds)})

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from modelsafe import distributed
 from modelsafe.errors import ModelsafeError
 
 
@@ -28,7 +29,8 @@ def demo_run(out: str | os.PathLike = "runs/demo", *, dataset: str = "fashion-mn
              progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Compress a leaky model with BMIA-SafeCompress and plain DST, audit both, test transfer attacks, and write
     ``out/report.md`` (returned). ``dataset``: ``fashion-mnist`` (falls back to scikit-learn's digits when its
-    files are missing) or ``digits``; ``log`` receives the progress lines and tables."""
+    files are missing) or ``digits``; ``log`` receives the progress lines and tables. Under ``torchrun`` every
+    step runs on all ranks (data-parallel training, sharded attacks); rank 0 alone writes and logs."""
     from modelsafe._checks import check_density, check_positive_int
     from modelsafe.compress import CompressOptions
     from modelsafe.data import SplitSpec, load_dataset
@@ -42,7 +44,8 @@ def demo_run(out: str | os.PathLike = "runs/demo", *, dataset: str = "fashion-mn
     check_positive_int("--epochs", epochs)
     check_positive_int("--images", images)
     check_density(density, "--density")
-    dev = resolve_device(device)
+    dev = distributed.local_device(resolve_device(device))
+    log = log if distributed.is_main() else (lambda line: None)
     root = Path(out)
     if dataset not in ("fashion-mnist", "digits"):
         raise ModelsafeError(f"the demo runs on 'fashion-mnist' or 'digits', got {dataset!r}")
@@ -60,7 +63,12 @@ def demo_run(out: str | os.PathLike = "runs/demo", *, dataset: str = "fashion-mn
     # min-max weight λ = 1 and a 100-epoch black-box judge, as in benchmarks/safecompress.py (docs/safecompress.md)
     options = CompressOptions(density=density, update_interval=50, extra={"safecompress": {"minmax_lambda": 1.0}},
                               train=TrainConfig(epochs=epochs, batch_size=64, lr=0.05))
+    if not distributed.is_main():  # under torchrun: compute alongside rank 0 once it holds the folder
+        distributed.broadcast_object()
+        _demo_in(root, data, model, width, split, options, images, seed, dev, False, start, log)
+        return root / "report.md"
     with OwnedFolder(root, "demo", ("compare", "report.md", "transfer.json")).claim():
+        distributed.broadcast_object(True)
         _demo_in(root, data, model, width, split, options, images, seed, dev, progress, start, log)
     return root / "report.md"
 
@@ -106,6 +114,8 @@ def _demo_in(root: Path, data, model: str, width: float, split, options, images:
     transfer = transfer_table(matrix)
     log(transfer)
 
+    if not distributed.is_main():
+        return
     report = (f"# modelsafe demo\n\n## SafeCompress at density {density} ({data.info.name}, {model} width {width}, "
               f"{epochs} epochs, seed {seed})\n\nFresh audit on held-out members / non-members: `bmia` = learned "
               f"black-box attack, `loss` = loss-threshold attack (advantage = 2·accuracy − 1; lower is safer). "
