@@ -70,7 +70,7 @@ def build_zoo(data, args) -> dict:
                 device=args.device, progress=args.progress)
             save_weights(path, model)
             print(f"trained {name} in {time.perf_counter() - t0:.0f} s")
-        zoo[name] = model.eval()
+        zoo[name] = model.to(args.device).eval()
     return zoo
 
 
@@ -81,6 +81,7 @@ def naive_smi_fgrm(model, x0, y, eps, steps=10, samples=12, beta=1.5, gamma=1.0,
     alpha, x, mom = eps / steps, x0.clone(), torch.zeros_like(x0)
     for _ in range(steps):
         walk = torch.empty((samples, *x.shape), dtype=x.dtype).uniform_(-beta * eps, beta * eps, generator=gen)
+        walk = walk.to(x.device)
         total, point = torch.zeros_like(x), x
         for i in range(samples + 1):
             if i:
@@ -95,10 +96,13 @@ def naive_smi_fgrm(model, x0, y, eps, steps=10, samples=12, beta=1.5, gamma=1.0,
 
 
 def best_time(fn, repeats: int) -> float:
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return min(times)
 
@@ -144,7 +148,7 @@ def gradient_alignment(zoo, x, y, eps, args) -> list[dict]:
 
     surrogate = zoo["cnn"]
     truth = {name: grad(m, x).flatten(1) for name, m in zoo.items() if name != "cnn"}
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator(device=x.device).manual_seed(args.seed)
     estimates = {"plain gradient": grad(surrogate, x)}
     for beta in (0.25, 0.5, 1.0, 1.5, 3.0):
         walk = depth_first_walk(x, 12, beta * eps, gen)
@@ -235,7 +239,8 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=None,
                    help="also run every attack scaled to K gradient evaluations per image (130: S-FGRM's own cost)")
     p.add_argument("--plot", default=None, help="PNG: black-box success against gradient evaluations per image")
-    p.add_argument("--device", default="cpu", help="where the zoo trains and the transfer matrices run")
+    p.add_argument("--device", default="cpu", help="where the zoo trains and every section runs (speed and "
+                   "alignment included)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -282,7 +287,7 @@ def main() -> None:
         plot_cost(runs, args.plot)
         print(f"plot: {args.plot}")
 
-    x_speed = evalset.features(torch.arange(min(100, args.images)))
+    x_speed = evalset.features(torch.arange(min(100, args.images))).to(args.device)
     rows = speed(zoo, x_speed, args.eps, args)
     print(f"\n## Speed: seconds per 100 images (best of {args.repeats}), smi-fgrm N=12, T=10, "
           f"torch threads {torch.get_num_threads()}\n")
@@ -311,8 +316,8 @@ def main() -> None:
         print("\n## Evidence 1: which part of S-FGRM moves black-box success (same images and surrogate)\n")
         print(transfer_table(ab, "all"))
         figures["ablations"] = ab.to_dict()
-        x_al = evalset.features(torch.arange(min(200, args.images)))
-        y_al = evalset.y[: x_al.shape[0]]
+        x_al = evalset.features(torch.arange(min(200, args.images))).to(args.device)
+        y_al = evalset.y[: x_al.shape[0]].to(args.device)
         align = gradient_alignment(zoo, x_al, y_al, args.eps, args)
         print("\n## Evidence 2: cosine similarity of the surrogate's gradient estimate with each target's true "
               "input gradient (clean images)\n")
