@@ -58,6 +58,17 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
+def host_to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A CPU ``tensor`` (cast to ``dtype`` if given) on ``device`` without making the host wait for the device:
+    on CUDA it is pinned and copied asynchronously (a copy from pageable memory waits for the stream's queued
+    work); elsewhere a plain ``.to``."""
+    if dtype is not None:
+        tensor = tensor.to(dtype)
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A generator on ``device`` seeded with ``seed``."""
     gen = torch.Generator(device=torch.device(device))

@@ -55,7 +55,8 @@ class Mirror(InputTransform):
         return torch.tensor([3.0, 1.0], dtype=torch.float64)
 
     def apply(self, x, view, point, member, draw):
-        return torch.where((view == 1).view(-1, 1, 1, 1), x.flip(-1), x)
+        assert view.device.type == "cpu" and point.device.type == "cpu"  # the protocol: indices on the CPU
+        return torch.where((view == 1).to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 class Identity(StepDirection):

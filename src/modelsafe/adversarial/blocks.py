@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from modelsafe._checks import check_fraction, check_non_negative, check_positive_int
 from modelsafe.adversarial.parts import InputTransform
 from modelsafe.errors import ModelsafeError
+from modelsafe.utils import host_to_device
 
 SIA_OPS = ("vertical-shift", "horizontal-shift", "vertical-flip", "horizontal-flip", "rotate-180", "scale", "noise")
 
@@ -31,7 +32,9 @@ def rotate(x: torch.Tensor, degrees: float | torch.Tensor, fill: float = 0.5) ->
     Output pixel p (row i, column j) samples the input at c + R(-theta)(p - c) in (column, row) coordinates;
     neighbours outside the block count as ``fill`` (so corners are filled with it). Differentiable in ``x``."""
     n, _, h, w = x.shape
-    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64)).expand(n).to(x.device)
+    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64)).expand(n)
+    if theta.device.type == "cpu":
+        theta = host_to_device(theta, x.device)
     cos, sin = torch.cos(theta).to(x.dtype).view(n, 1, 1), torch.sin(theta).to(x.dtype).view(n, 1, 1)
     rows = torch.arange(h, dtype=x.dtype, device=x.device) - (h - 1) / 2
     cols = torch.arange(w, dtype=x.dtype, device=x.device) - (w - 1) / 2
@@ -109,15 +112,14 @@ class BlockShuffleRotation(InputTransform):
         n, c, h, w = x.shape
         b, bh, bw = self.blocks, h // self.blocks, w // self.blocks
         grid = x.reshape(n, c, b, bh, b, bw).permute(0, 2, 4, 1, 3, 5).reshape(n, b * b, c, bh, bw)
-        perm, angles = perm.expand(n, b * b).to(x.device), angles.expand(n, b * b)
+        perm, angles = host_to_device(perm.expand(n, b * b), x.device), angles.expand(n, b * b)
         chosen = grid[torch.arange(n, device=x.device).unsqueeze(1), perm].reshape(n * b * b, c, bh, bw)
         moved = rotate(chosen, angles.reshape(-1), self.fill).reshape(n, b, b, c, bh, bw)
         return moved.permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
     def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
               draw: Any) -> torch.Tensor:
-        k, v = point.cpu(), view.cpu()
-        return self.transform(x, draw["perm"][k, v], draw["angles"][k, v])
+        return self.transform(x, draw["perm"][point, view], draw["angles"][point, view])
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def apply_block_op(x: torch.Tensor, op: BlockOp) -> torch.Tensor:
     if op.op == "scale":
         return x * float(op.param)
     if op.op == "noise":
-        return torch.clamp(x + op.param.to(device=x.device, dtype=x.dtype), 0, 1)
+        return torch.clamp(x + host_to_device(op.param, x.device, x.dtype), 0, 1)
     raise ModelsafeError(f"StructureInvariance op must be one of {', '.join(SIA_OPS)}, got {op.op!r}")
 
 

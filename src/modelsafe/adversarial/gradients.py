@@ -12,6 +12,7 @@ import torch
 from modelsafe.adversarial.compute import ComputeCount
 from modelsafe.adversarial.parts import InputTransform, Loss, ModelCombination
 from modelsafe.errors import ModelsafeError
+from modelsafe.utils import host_to_device
 
 TRANSFORM_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)
 
@@ -43,22 +44,27 @@ class PointGradients:
         flat = points.reshape(k_points * batch, *points.shape[2:])
         out = torch.zeros_like(flat)
         total = k_points * self.views * batch
-        weights = self.weights.to(points.device)
+        weights = host_to_device(self.weights / self.total_weight, points.device, points.dtype)
         for start in range(0, total, self.chunk):
-            rows = torch.arange(start, min(start + self.chunk, total), device=points.device)
-            k, view, b = rows // (self.views * batch), (rows // batch) % self.views, rows % batch
+            stop = min(start + self.chunk, total)
+            k, view = self._indices(torch.arange(start, stop), batch)  # CPU, for the transforms: no host sync
+            rows = torch.arange(start, stop, device=points.device)
+            b = rows % batch
             if self.views == 1:  # rows are the points' own rows: slices, no gather or scatter
-                leaf = flat[start:start + rows.numel()].detach().requires_grad_(True)
-                out[start:start + rows.numel()] += self._gradient(leaf, self._inputs(leaf, view, k, draws),
-                                                                  self.y[b])
+                leaf = flat[start:stop].detach().requires_grad_(True)
+                out[start:stop] += self._gradient(leaf, self._inputs(leaf, view, k, draws), self.y[b])
             else:
-                index = k * batch + b
+                index = rows // (self.views * batch) * batch + b
                 leaf = flat[index].detach().requires_grad_(True)
                 grad = self._gradient(leaf, self._inputs(leaf, view, k, draws), self.y[b])
-                grad = grad * weights[view].to(grad.dtype).view(-1, *[1] * (grad.dim() - 1)) / self.total_weight
+                grad = grad * weights[(rows // batch) % self.views].view(-1, *[1] * (grad.dim() - 1))
                 out.index_add_(0, index, grad)
-            self.count.gradient_evaluations += rows.numel()
+            self.count.gradient_evaluations += stop - start
         return out.view_as(points)
+
+    def _indices(self, rows: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradient point and the joint view index of each row (CPU long tensors)."""
+        return rows // (self.views * batch), (rows // batch) % self.views
 
     def _inputs(self, leaf: torch.Tensor, view: torch.Tensor, k: torch.Tensor,
                 draws: list[Any]) -> Callable[[int], torch.Tensor]:

@@ -98,8 +98,10 @@ class InputTransform(Part):
     def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
               draw: Any) -> torch.Tensor:
         """The views of rows ``x`` (n, C, H, W) as surrogate ``member`` sees them: ``view`` and ``point`` are
-        (n,) long tensors (this transform's view index and the gradient point of each row). Returns n rows,
-        differentiable in ``x``; their size may change if the model takes it."""
+        (n,) long tensors on the CPU (this transform's view index and the gradient point of each row), so that
+        splitting rows by them never waits for the device; move what ``x`` needs with
+        :func:`modelsafe.utils.host_to_device`. Returns n rows, differentiable in ``x``; their size may change
+        if the model takes it."""
 
 
 class GradientTransform(Part):

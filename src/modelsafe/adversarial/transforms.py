@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from modelsafe._checks import check_choice, check_fraction, check_positive, check_positive_int
 from modelsafe.adversarial.parts import GradientTransform, InputTransform
 from modelsafe.errors import ModelsafeError
+from modelsafe.utils import host_to_device
 
 DI_MODES = ("nearest", "bilinear")
 
@@ -141,7 +142,7 @@ class ScaleCopies(InputTransform):
 
     def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
               draw: Any) -> torch.Tensor:
-        factors = self.factors(view).to(x.dtype).view(-1, 1, 1, 1)
+        factors = host_to_device(self.factors(view), x.device, x.dtype).view(-1, 1, 1, 1)
         return self.center + (x - self.center) * factors
 
 
