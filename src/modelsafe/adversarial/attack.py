@@ -83,7 +83,12 @@ class AttackSpec:
     (:class:`~modelsafe.adversarial.parts.GradientTransform`), ``update``
     (:class:`~modelsafe.adversarial.parts.UpdateRule`) and ``direction``
     (:class:`~modelsafe.adversarial.parts.StepDirection`). Any object with the protocol's methods fits its
-    field. The model sees ``diversity(scales(t_m(... t_1(x))))`` for ``transforms = (t_1, ..., t_m)``."""
+    field. The model sees ``diversity(scales(t_m(... t_1(x))))`` for ``transforms = (t_1, ..., t_m)``.
+
+    ``autocast=True`` runs the gradient evaluations (the transforms' views through the surrogates, forward and
+    backward) under bfloat16 autocast; the gradients come back in the images' dtype, and everything after them
+    (estimator, smoothing, update, the step direction with the rescale's log2 binning in float64, the
+    projection) stays in full precision. The clean predictions that pick the labels stay in full precision."""
 
     eps: float = 16 / 255
     steps: int = 10
@@ -100,6 +105,7 @@ class AttackSpec:
     quantize: bool = False
     chunk_size: int | None = None
     transforms: tuple[InputTransform, ...] = ()
+    autocast: bool = False
 
     def __post_init__(self) -> None:
         check_fraction("eps", self.eps)
@@ -224,7 +230,8 @@ class TransferAttack:
         noise = make_generator(seed, self.device)
         # one CPU stream for the input transforms (named for DI, its first user, so seeded results stay)
         grad_fn = PointGradients(self.combination, spec.input_transforms, y, self._loss, self._chunk(),
-                                 self.last_compute, make_generator(derive_seed(seed, "input-diversity")))
+                                 self.last_compute, make_generator(derive_seed(seed, "input-diversity")),
+                                 autocast=spec.autocast)
         x = x0.clone()
         if spec.random_start:
             start = torch.empty_like(x0).uniform_(-eps, eps, generator=noise)

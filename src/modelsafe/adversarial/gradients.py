@@ -20,11 +20,13 @@ TRANSFORM_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)
 class PointGradients:
     """``grad_fn`` of one attack call on labels ``y`` (N,). Row order: gradient point, then view (the first
     transform's index most significant), then image; at most ``chunk`` rows per model call. Input-transform
-    randomness is drawn from ``generator`` (CPU), once per call, in the order of ``transforms``."""
+    randomness is drawn from ``generator`` (CPU), once per call, in the order of ``transforms``. With
+    ``autocast`` the model calls run under bfloat16 autocast on the points' device type."""
 
     def __init__(self, combination: ModelCombination, transforms: Sequence[InputTransform], y: torch.Tensor,
-                 loss: Loss, chunk: int, count: ComputeCount, generator: torch.Generator):
+                 loss: Loss, chunk: int, count: ComputeCount, generator: torch.Generator, *, autocast: bool = False):
         self.combination, self.transforms, self.y, self.loss = combination, list(transforms), y, loss
+        self.autocast = autocast
         self.chunk, self.count, self.generator = chunk, count, generator
         self.counts = [int(t.views()) for t in self.transforms]
         joint = torch.ones(1, dtype=torch.float64)
@@ -87,6 +89,13 @@ class PointGradients:
         return inputs
 
     def _gradient(self, leaf: torch.Tensor, inputs: Callable[[int], torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """d loss / d leaf (the leaf's dtype), under bfloat16 autocast when asked."""
+        with torch.autocast(leaf.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            grad = self._checked_gradient(leaf, inputs, y)
+        return grad.to(leaf.dtype)
+
+    def _checked_gradient(self, leaf: torch.Tensor, inputs: Callable[[int], torch.Tensor],
+                          y: torch.Tensor) -> torch.Tensor:
         if self.checked:
             return self.combination.input_gradient(leaf, inputs, y, self.loss)
         try:

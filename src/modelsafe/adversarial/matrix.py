@@ -99,11 +99,12 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
                     chunk_size: int | None = None, quantize: bool = True, labels: str = "predicted",
                     target_classes: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
                     device: str | torch.device | None = None, progress: bool = True,
-                    examples: int = 0, on_adversarial: AdversarialSink | None = None) -> TransferMatrix:
+                    examples: int = 0, on_adversarial: AdversarialSink | None = None,
+                    autocast: bool = False) -> TransferMatrix:
     """Attack ``data`` with every attack on every surrogate and test the adversarial images on every target.
 
-    ``attacks``: preset names (built with ``create_attack(name, surrogate, eps, steps, quantize=...,
-    chunk_size=..., device=...)``; single-step presets keep one step) or a mapping name -> ``factory(surrogate) -> attack`` for custom settings.
+    ``attacks``: preset names (built with ``create_attack(name, surrogate, eps, steps, quantize=..., chunk_size=...,
+    device=..., autocast=...)``; single-step presets keep one step) or a mapping name -> ``factory(surrogate)``.
     ``surrogates`` / ``targets``: name -> model (targets may include the surrogates: those cells are white-box).
     ``labels``: ``"predicted"`` attacks the surrogate's clean prediction (the S-FGRM protocol), ``"true"`` the
     ground truth; success is always judged against the ground truth. ``target_classes``: a function from
@@ -111,15 +112,13 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
     ``derive_seed(seed, attack, surrogate, batch index)``. ``examples``: keep the first that many clean and
     adversarial images of the first batch per (attack, surrogate) for figures. ``on_adversarial(attack,
     surrogate, indices, images)`` is called with every batch's adversarial images (n, C, H, W) in [0, 1] and
-    their (n,) positions in ``data`` (e.g. to save them).
-
-    Under ``torchrun`` with several processes the batches are shared out (rank r takes batches r, r + W, ...);
-    every batch keeps its seed, so the images are those of one process. The counts are gathered and every rank
-    returns the whole matrix; ``on_adversarial`` is called by the rank that made the batch, and only rank 0
-    shows progress. ``seconds`` then sums the ranks' attack time (the compute per image, as with one process)."""
+    their (n,) positions in ``data`` (e.g. to save them). Under ``torchrun`` with several processes the
+    batches are shared out (rank r takes batches r, r + W, ...); every batch keeps its seed, so the images are
+    those of one process. The counts are gathered and every rank returns the whole matrix; ``on_adversarial``
+    is called by the rank that made the batch, and only rank 0 shows progress. ``seconds`` then sums the ranks' attack time (the compute per image, as with one process)."""
     data = _check_matrix_input(surrogates, targets, data, batch_size, examples, labels)
     targeted = target_classes is not None
-    factories = _factories(attacks, eps, steps, quantize, chunk_size, targeted, device)
+    factories = _factories(attacks, eps, steps, quantize, chunk_size, targeted, device, autocast)
     built = {(a, s): factories[a](model) for a in factories for s, model in surrogates.items()}
     tally = _Tally(built, surrogates, targets)
     all_models = list({id(m): m for m in [*surrogates.values(), *targets.values()]}.values())
@@ -150,7 +149,7 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
         tally.merge(distributed.all_gather_objects(tally.state()))
     cells, rows = tally.results(n)
     settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,
-                "labels": labels, "targeted": targeted, "seed": seed, "n_images": n,
+                "labels": labels, "targeted": targeted, "seed": seed, "n_images": n, "autocast": autocast,
                 "attacks": list(factories), "surrogates": list(surrogates), "targets": list(targets)}
     return TransferMatrix(cells, rows, {k: v / n for k, v in tally.clean_correct.items()}, settings, tally.kept)
 
@@ -173,7 +172,7 @@ def _check_matrix_input(surrogates: Mapping, targets: Mapping, data, batch_size:
 
 
 def _factories(attacks: Sequence[str] | Mapping[str, AttackFactory], eps: float, steps: int | None, quantize: bool,
-               chunk_size: int | None, targeted: bool, device) -> dict[str, AttackFactory]:
+               chunk_size: int | None, targeted: bool, device, autocast: bool = False) -> dict[str, AttackFactory]:
     """name -> ``factory(surrogate) -> attack``: the given mapping, or presets built with the shared settings
     (single-step presets keep one step)."""
     if isinstance(attacks, Mapping):
@@ -182,7 +181,8 @@ def _factories(attacks: Sequence[str] | Mapping[str, AttackFactory], eps: float,
         def preset(name: str) -> AttackFactory:
             own_steps = None if name in PRESETS and PRESETS.get(name).steps == 1 else steps  # fgsm stays one step
             return lambda model: create_attack(name, model, eps, own_steps, quantize=quantize,
-                                               chunk_size=chunk_size, targeted=targeted, device=device)
+                                               chunk_size=chunk_size, targeted=targeted, device=device,
+                                               autocast=autocast)
         factories = {name: preset(name) for name in attacks}
     if not factories:
         raise ModelsafeError("transfer_matrix needs at least one attack")

@@ -34,6 +34,10 @@ def attack_names(text: str) -> tuple[str, ...]:
     return tuple(a.strip() for a in text.split(",") if a.strip())
 
 
+AutocastOpt = Annotated[bool, typer.Option(help="Run the gradient evaluations under bfloat16 autocast (faster on GPUs; "
+                                                "the steps stay in full precision).")]
+
+
 @opt.with_groups(opt.RUNTIME)
 def attack(
     surrogate: Annotated[list[str], typer.Option(
@@ -72,6 +76,7 @@ def attack(
     examples: Annotated[int, typer.Option(help="Images in the example grid (0: no grid).")] = 8,
     save_images: Annotated[bool, typer.Option(help="Write every adversarial image as an 8-bit PNG to "
                                                    "<out>/images/<attack>/<surrogate>/<image id>.png.")] = False,
+    autocast: AutocastOpt = False,
     out: Annotated[str | None, typer.Option(help="Output folder (default runs/attack-<dataset>-s<seed>).")] = None,
     seed: opt.SeedOpt = 0,
     data_root: opt.DataRootOpt = None,
@@ -83,10 +88,10 @@ def attack(
     from modelsafe.report import transfer_table
     from modelsafe.workflows.attack import AttackRunOptions, attack_run
 
-    options = AttackRunOptions(attacks=attack_names(attacks), eps=parse_eps(eps), eps_text=eps, steps=steps, ensemble=ensemble,
-                               memory_saving=memory_saving, images=images, batch_size=batch_size,
+    options = AttackRunOptions(attacks=attack_names(attacks), eps=parse_eps(eps), eps_text=eps, steps=steps,
+                               ensemble=ensemble, memory_saving=memory_saving, images=images, batch_size=batch_size,
                                chunk_size=chunk_size, labels=labels, quantize=quantize, examples=examples,
-                               pretrained=pretrained, image_size=image_size, save_images=save_images)
+                               pretrained=pretrained, image_size=image_size, save_images=save_images, autocast=autocast)
     result, folder = attack_run(list(surrogate), target, options=options, dataset=dataset, data_root=data_root,
                                 dataset_options=opt.parse_key_values(dataset_option), out=out, seed=seed,
                                 device=device, progress=progress)

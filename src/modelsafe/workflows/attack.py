@@ -32,7 +32,7 @@ class AttackRunOptions:
     ``batch_size`` images per attack call, ``chunk_size`` per model call; ``labels``: ``predicted`` or ``true``;
     ``quantize``: round to 8 bits; ``examples``: images in the example grid; ``pretrained`` and ``image_size``
     apply to model specs; ``save_images``: write every adversarial image as an 8-bit PNG to
-    ``images/<attack>/<surrogate>/<image id>.png``."""
+    ``images/<attack>/<surrogate>/<image id>.png``; ``autocast``: gradient evaluations under bfloat16 autocast."""
 
     attacks: tuple[str, ...] = ("mi-fgsm", "smi-fgrm")
     eps: float = 16 / 255
@@ -49,6 +49,7 @@ class AttackRunOptions:
     pretrained: bool = False
     image_size: int | None = None
     save_images: bool = False
+    autocast: bool = False
 
     def __post_init__(self) -> None:
         if not self.attacks:
@@ -203,7 +204,7 @@ def attack_run(surrogates: list[str], targets: list[str] | None = None, *, optio
         models, described = _build_models(*build)
         result = _attack(opts, models, len(surrogate_paths), subset, seed, dev, progress, sink)
         settings = (f"eps = {opts.eps_text} ({opts.eps:.4f}), labels = {opts.labels}, quantize = {opts.quantize}, "
-                    f"seed = {seed}")
+                    f"seed = {seed}" + (", bfloat16 autocast" if opts.autocast else ""))
         write_transfer_report(folder, result, data.info.name, described, list(opts.attacks), images, settings,
                               opts.eps_text, opts.examples)
     return result, folder
@@ -239,4 +240,4 @@ def _attack(opts: AttackRunOptions, models: dict, n_surrogates: int, subset, see
                            batch_size=opts.batch_size, chunk_size=opts.chunk_size, quantize=opts.quantize,
                            labels=opts.labels, seed=seed, device=dev, progress=progress,
                            examples=min(opts.examples, len(subset), opts.batch_size),
-                           on_adversarial=on_adversarial)
+                           on_adversarial=on_adversarial, autocast=opts.autocast)
