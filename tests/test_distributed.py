@@ -294,8 +294,10 @@ def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_pa
     assert one.exit_code == 0, one.output
     for folder in ("ddp", "one"):
         assert len(list((tmp_path / folder / "references").glob("*/ref-*.safetensors"))) == 2
-    scores = [np.load(tmp_path / f / "scores" / "lira.npz")["scores"] for f in ("ddp", "one")]
-    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
+    # rank 0 ran the loss attack and rank 1 lira; rank 0 wrote both
+    for name in ("loss", "lira"):
+        scores = [np.load(tmp_path / f / "scores" / f"{name}.npz")["scores"] for f in ("ddp", "one")]
+        np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
 
 
 def test_torchrun_attack_shards_the_batches_and_gives_the_images_of_one_process(tmp_path):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from modelsafe import distributed
 from modelsafe._checks import check_positive_int
 from modelsafe.data.info import Dataset
 from modelsafe.data.membership import split_from_membership
@@ -69,7 +70,9 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
     ``out_dir`` each report's scores are saved there (``scores/``). Reference models are kept in the store
     ``reference_store`` (default ``out_dir/references``), a sub-folder per key (design, seed, dataset,
     architecture, recipe, sample indices) written model by model: an audit with the same key reuses them, an
-    interrupted one resumes. :func:`modelsafe.report.write_audit_report` writes the Markdown report."""
+    interrupted one resumes. :func:`modelsafe.report.write_audit_report` writes the Markdown report. Under
+    ``torchrun`` the reference models and then the attacks are shared out across ranks; every rank returns
+    all the reports and rank 0 alone writes ``scores/``."""
     check_positive_int("num_reference_models", num_reference_models)
     split = _resolve_split(dataset, split, members, non_members, seed)
     dev = pick_device(device, model)
@@ -86,20 +89,42 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
 
     reports: dict[str, MIAReport] = {}
     with eval_mode(model):
-        for attack in tqdm(built, desc="audit", unit="attack", disable=not progress):
-            if isinstance(attack, LearnedAttack) and attack.select_on == "eval":
-                attack.fit(model, known_m, known_u, eval_members=eval_m, eval_nonmembers=eval_u)
-            else:
-                attack.fit(model, known_m, known_u)
-            report = attack.evaluate(model, eval_m, eval_u, n_bootstrap=n_bootstrap, sample_ids=sample_ids)
+        for report in _run_attacks(built, model, (known_m, known_u, eval_m, eval_u), n_bootstrap, sample_ids,
+                                   progress):
             key, i = report.attack, 2
             while key in reports:
                 key, i = f"{report.attack} #{i}", i + 1
             report.attack = key
             reports[key] = report
-            if out_dir is not None:
+            if out_dir is not None and distributed.is_main():
                 report.save(Path(out_dir) / "scores")
     return reports
+
+
+def _run_attacks(built: list[MembershipAttack], model: nn.Module, data: tuple, n_bootstrap: int,
+                 sample_ids: np.ndarray, progress: bool) -> list[MIAReport]:
+    """Fit and evaluate every attack on ``data`` = (known members, known non-members, evaluation members,
+    evaluation non-members); the reports in the order of ``built``. Under ``torchrun`` rank r runs attacks
+    r, r + W, ... on its own (each has its own seed, so its report is that of one process) and every rank
+    receives all the reports."""
+    known_m, known_u, eval_m, eval_u = data
+    world, rank = distributed.world_size(), distributed.rank()
+    mine: dict[int, MIAReport] = {}
+    shown = tqdm(total=len(range(rank, len(built), world)), desc="audit", unit="attack",
+                 disable=not progress or not distributed.is_main())
+    with shown, distributed.alone():
+        for i in range(rank, len(built), world):
+            attack = built[i]
+            if isinstance(attack, LearnedAttack) and attack.select_on == "eval":
+                attack.fit(model, known_m, known_u, eval_members=eval_m, eval_nonmembers=eval_u)
+            else:
+                attack.fit(model, known_m, known_u)
+            mine[i] = attack.evaluate(model, eval_m, eval_u, n_bootstrap=n_bootstrap, sample_ids=sample_ids)
+            shown.update(1)
+    if world > 1:
+        for part in distributed.all_gather_objects(mine):
+            mine.update(part)
+    return [mine[i] for i in range(len(built))]
 
 
 def _default_store(out_dir: str | os.PathLike | None) -> Path | None:
