@@ -197,6 +197,32 @@ def budget_section(args, zoo: dict, evalset, names: list[str]):
     return result, skipped
 
 
+def paired_rows(matrix, reference: str) -> list[dict]:
+    """Every attack's black-box success minus ``reference``'s on the same images (paired by image), best first,
+    with a 95% bootstrap interval over images of the per-image difference."""
+    rows = []
+    for r in sorted(matrix.attacks, key=lambda r: -r["black_box_mean"]):
+        if r["attack"] == reference:
+            continue
+        d = matrix.paired_difference(r["attack"], reference, "cnn")
+        rows.append({"attack": r["attack"], "black-box mean (%)": 100 * r["black_box_mean"],
+                     f"minus {reference} (points)": 100 * d["mean"],
+                     "95% CI": f"[{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]",
+                     "CI excludes 0": d["ci"][0] > 0 or d["ci"][1] < 0})
+    return rows
+
+
+def print_paired(runs: list[tuple[str, object]], reference: str, figures: dict) -> None:
+    for label, matrix in runs:
+        if (reference, "cnn") not in matrix.black_box_hits:
+            print(f"\n(no paired comparison for {label}: {reference} was not run)")
+            continue
+        rows = paired_rows(matrix, reference)
+        print(f"\n## Paired by image against {reference}, {label} ({matrix.settings['n_images']} images)\n")
+        print(table(rows))
+        figures.setdefault("paired", {})[label] = rows
+
+
 def plot_cost(runs: list[tuple[str, object]], path: str) -> None:
     """Black-box mean success (with its bootstrap interval) against gradient evaluations per image."""
     import matplotlib
@@ -238,6 +264,7 @@ def main() -> None:
     p.add_argument("--attacks", nargs="+", default=None, help="presets to run (default: every preset)")
     p.add_argument("--budget", type=int, default=None,
                    help="also run every attack scaled to K gradient evaluations per image (130: S-FGRM's own cost)")
+    p.add_argument("--paired", default="smi-fgrm", help="attack every other one is compared with, image by image")
     p.add_argument("--plot", default=None, help="PNG: black-box success against gradient evaluations per image")
     p.add_argument("--device", default="cpu", help="where the zoo trains and every section runs (speed and "
                    "alignment included)")
@@ -283,6 +310,7 @@ def main() -> None:
                                                          for r in ranked))
         figures["budget"] = {"matrix": at_budget.to_dict(), "skipped": skipped}
         runs.append((f"{args.budget} evaluations per image", at_budget))
+    print_paired(runs, args.paired, figures)
     if args.plot:
         plot_cost(runs, args.plot)
         print(f"plot: {args.plot}")

@@ -30,7 +30,14 @@ from modelsafe._checks import (
 )
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
-from modelsafe.utils import derive_seed, eval_mode, make_generator, pick_device, resolve_device
+from modelsafe.utils import (
+    derive_seed,
+    eval_mode,
+    host_to_device,
+    make_generator,
+    pick_device,
+    resolve_device,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "multistep", "constant")
@@ -146,14 +153,14 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
     if kind == "crop-flip":
         pad = 4
         padded = F.pad(x, (pad, pad, pad, pad))
-        oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-        ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        oy = host_to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
+        ox = host_to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
         rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         batch = torch.arange(n, device=x.device)[:, None, None, None]
         chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         x = padded[batch, chans, rows, cols]
-    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    flip = host_to_device(torch.rand(n, generator=generator) < 0.5, x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 

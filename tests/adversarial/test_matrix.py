@@ -31,7 +31,7 @@ def test_matrix_counts_match_direct_evaluation(zoo, data):
     result = transfer_matrix(["fgsm", "mi-fgsm"], {"cnn": zoo["cnn"]}, zoo, data, eps=0.1, steps=3, batch_size=8,
                              labels="true", progress=False, examples=4)
     assert {(c["attack"], c["target"]) for c in result.cells} == {(a, t) for a in ("fgsm", "mi-fgsm") for t in zoo}
-    x = data.features()
+    x, rates = data.features(), {}
     for a in ("fgsm", "mi-fgsm"):
         attack = create_attack(a, zoo["cnn"], eps=0.1, steps=None if a == "fgsm" else 3, quantize=True)
         adv = torch.cat([attack(x[i:i + 8], data.y[i:i + 8], seed=derive_seed(0, a, "cnn", i // 8))
@@ -60,6 +60,17 @@ def test_matrix_counts_match_direct_evaluation(zoo, data):
         expected = [torch.quantile(means, 0.025).item(), torch.quantile(means, 0.975).item()]
         assert row["black_box_ci"] == pytest.approx(expected)
         assert row["black_box_ci"][0] <= row["black_box_mean"] <= row["black_box_ci"][1]
+        torch.testing.assert_close(result.black_box_hits[(a, "cnn")], per_image)
+        rates[a] = per_image
+    # the paired difference: mean and interval of the per-image difference, same resampled images
+    diff = rates["mi-fgsm"] - rates["fgsm"]
+    paired = result.paired_difference("mi-fgsm", "fgsm", "cnn")
+    gen = torch.Generator().manual_seed(0)
+    means = diff[torch.randint(0, 30, (1000, 30), generator=gen)].mean(1)
+    assert paired["mean"] == pytest.approx(diff.mean().item()) and paired["n"] == 30
+    assert paired["ci"] == pytest.approx([torch.quantile(means, 0.025).item(), torch.quantile(means, 0.975).item()])
+    with pytest.raises(ModelsafeError, match="no black-box results for 'pgn' on 'cnn'"):
+        result.paired_difference("pgn", "fgsm", "cnn")
     assert result.clean_accuracy["cnn"] == pytest.approx(25 / 30)
     assert result.examples[("mi-fgsm", "cnn")][1].shape == (4, 1, 12, 12)
     table = transfer_table(result)

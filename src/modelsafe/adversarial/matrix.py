@@ -44,13 +44,16 @@ class TransferMatrix:
     ``seconds``, ``seconds_per_100`` and the compute per image, counted where the surrogate ran
     (``gradient_evaluations_per_image``, ``forward_per_image``, ``backward_per_image``; see
     :class:`~modelsafe.adversarial.compute.ComputeCount`). Success means "misclassified" (untargeted) or "classified as the
-    target class" (targeted). ``examples[(attack, surrogate)]`` holds (clean, adversarial) image tensors."""
+    target class" (targeted). ``examples[(attack, surrogate)]`` holds (clean, adversarial) image tensors;
+    ``black_box_hits[(attack, surrogate)]`` the (n,) share of black-box targets each image fooled, in image
+    order (what :meth:`paired_difference` compares)."""
 
     cells: list[dict]
     attacks: list[dict]
     clean_accuracy: dict[str, float]
     settings: dict
     examples: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    black_box_hits: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         return {"settings": self.settings, "clean_accuracy": self.clean_accuracy, "attacks": self.attacks,
@@ -64,6 +67,18 @@ class TransferMatrix:
         if not rows:
             raise ModelsafeError(f"no results for attack {attack!r}" + (f" on {surrogate!r}" if surrogate else ""))
         return sum(r["black_box_mean"] for r in rows) / len(rows)
+
+    def paired_difference(self, attack: str, baseline: str, surrogate: str, *, resamples: int = 1000,
+                          confidence: float = 0.95) -> dict[str, float | list[float]]:
+        """Black-box success of ``attack`` minus that of ``baseline`` on ``surrogate``'s images, paired by
+        image: ``mean`` (in [-1, 1]) and ``ci``, a percentile bootstrap interval over resampled images of the
+        per-image difference (both attacks saw the same images, so image difficulty cancels)."""
+        missing = [a for a in (attack, baseline) if (a, surrogate) not in self.black_box_hits]
+        if missing:
+            raise ModelsafeError(f"no black-box results for {', '.join(map(repr, missing))} on {surrogate!r} "
+                                 f"(attacks: {sorted({a for a, _ in self.black_box_hits})})")
+        diff = self.black_box_hits[(attack, surrogate)] - self.black_box_hits[(baseline, surrogate)]
+        return {"mean": float(diff.mean()), "ci": _bootstrap_ci(diff, resamples, confidence), "n": diff.numel()}
 
 
 def _bootstrap_ci(values: torch.Tensor, resamples: int = 1000, confidence: float = 0.95) -> list[float]:
@@ -151,7 +166,8 @@ def transfer_matrix(attacks: Sequence[str] | Mapping[str, AttackFactory], surrog
     settings = {"eps": eps, "steps": steps, "batch_size": batch_size, "chunk_size": chunk_size, "quantize": quantize,
                 "labels": labels, "targeted": targeted, "seed": seed, "n_images": n, "autocast": autocast,
                 "attacks": list(factories), "surrogates": list(surrogates), "targets": list(targets)}
-    return TransferMatrix(cells, rows, {k: v / n for k, v in tally.clean_correct.items()}, settings, tally.kept)
+    return TransferMatrix(cells, rows, {k: v / n for k, v in tally.clean_correct.items()}, settings, tally.kept,
+                          tally.black_box_shares())
 
 
 def _check_matrix_input(surrogates: Mapping, targets: Mapping, data, batch_size: int, examples: int,
@@ -261,6 +277,15 @@ class _Tally:
     def _black_box_hits(self, key: tuple[str, str]) -> torch.Tensor:
         """(n,) black-box targets fooled per image, in image order."""
         return torch.cat([hits for _, hits in sorted(self.per_image[key].items())])
+
+    def black_box_shares(self) -> dict[tuple[str, str], torch.Tensor]:
+        """(attack, surrogate) -> (n,) share of its black-box targets each image fooled (absent: none)."""
+        shares = {}
+        for (a, s) in self.built:
+            black = [t for t in self.targets if not _white_box(self.surrogates[s], self.targets[t])]
+            if black:
+                shares[(a, s)] = self._black_box_hits((a, s)).double() / len(black)
+        return shares
 
     def results(self, n: int) -> tuple[list[dict], list[dict]]:
         """(cells: one per attack, surrogate, target; rows: one per attack and surrogate) over ``n`` images."""

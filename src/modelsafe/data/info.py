@@ -57,12 +57,15 @@ class TensorData:
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (inputs, labels) batches on ``device``. Shuffling draws from ``generator``."""
-        n = len(self)
+        """Yield (inputs, labels) batches on ``device`` (copied asynchronously to a GPU, see
+        :func:`modelsafe.utils.host_to_device`). Shuffling draws from ``generator``."""
+        from modelsafe.utils import host_to_device
+
+        device, n = torch.device(device), len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            yield self.features(idx).to(device, non_blocking=True), self.y[idx].to(device, non_blocking=True)
+            yield host_to_device(self.features(idx), device), host_to_device(self.y[idx], device)
 
 
 @dataclass
