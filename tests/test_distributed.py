@@ -355,7 +355,7 @@ def test_torchrun_compress_writes_one_run_folder(tmp_path):
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["density"] == pytest.approx(0.1, abs=1e-3)
 
 
-def _safecompress_run(make_blobs):
+def _safecompress_run(make_blobs, run_dir: Path | None = None):
     from modelsafe.compress.safecompress import SafeCompressConfig, run_safecompress
     from modelsafe.data import Dataset, MembershipSplit, SplitSpec
     from modelsafe.models import create_model_for
@@ -373,7 +373,7 @@ def _safecompress_run(make_blobs):
                                 attacker_batch_size=16, probe_steps=2, validation_samples=60, minmax_start=0.3,
                                 update_end=0.9)
     result = run_safecompress(model, data, split, config, TrainConfig(epochs=3, batch_size=32, lr=0.05),
-                              progress=False)
+                              progress=False, run_dir=run_dir)
     return model, result
 
 
@@ -434,6 +434,42 @@ def test_data_parallel_safecompress_scores_candidates_on_both_ranks_and_equals_o
     # in float64: every candidate's accuracy and risks, every choice and applied mask, the final weights
     launch(_safecompress_worker, tmp_path)
     assert int((tmp_path / "compared").read_text()) >= 2
+
+
+def _safecompress_resume_worker(rank: int, tmp: Path, interrupt: bool) -> None:
+    from modelsafe.compress.safecompress import SafeCompress
+
+    from .conftest import make_blobs
+
+    if interrupt:  # stop at the end of epoch 2, after epoch 1's checkpoint
+        original = SafeCompress.on_epoch_end
+
+        def stop(self, state):
+            original(self, state)
+            if state.epoch + 1 == 2:
+                raise RuntimeError("interrupted")
+
+        SafeCompress.on_epoch_end = stop
+    else:
+        _count_calls(SafeCompress, "on_epoch_end", tmp / "epochs.log")
+    model, result = _safecompress_run(make_blobs, tmp / "run")
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "log": result["log"]}, tmp / "resumed.pt")
+
+
+def test_data_parallel_safecompress_resumes_after_an_interruption_as_one_uninterrupted_process(tmp_path):
+    from .conftest import make_blobs
+
+    with pytest.raises(Exception, match="interrupted"):
+        launch(_safecompress_resume_worker, tmp_path, True)
+    assert (tmp_path / "run" / "checkpoint" / "state.pt").is_file() and not (tmp_path / "resumed.pt").exists()
+    launch(_safecompress_resume_worker, tmp_path, False)  # resumes from the epoch-1 checkpoint on both ranks
+    assert sorted((tmp_path / "epochs.log").read_text().split()) == ["0", "0", "1", "1"]  # epochs 2 and 3 only
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    model, result = _safecompress_run(make_blobs)  # one process, no interruption
+    _same_floats(resumed["log"], result["log"])
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(resumed["state"][name], value, rtol=1e-9, atol=1e-11, msg=name)
 
 
 def _refusal_worker(rank: int, tmp: Path) -> None:
