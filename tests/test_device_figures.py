@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "device_figures.py"
 
 
+@pytest.mark.slow
 def test_device_figures_on_a_cpu(tmp_path):
     out = tmp_path / "figures.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--dataset", "digits", "--images", "6",

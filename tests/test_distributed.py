@@ -336,6 +336,7 @@ def test_torchrun_attack_shards_the_batches_and_gives_the_images_of_one_process(
         assert got == want
 
 
+@pytest.mark.slow  # a thin layer over the tested data-parallel runs; CI runs it in its slow step
 def test_torchrun_compress_writes_one_run_folder(tmp_path):
     import json
 
@@ -500,6 +501,7 @@ def _torchrun(args: list[str], out: Path):
     return done
 
 
+@pytest.mark.slow  # a thin layer over the tested data-parallel runs; CI runs it in its slow step
 def test_torchrun_compare_runs_every_method_data_parallel_and_writes_one_table(tmp_path):
     import json
 

@@ -76,14 +76,14 @@ def test_every_method_of_a_seed_starts_from_identical_weights_and_masks(problem,
     assert any(not torch.equal(other["masks"][n], ref["masks"][n]) for n in ref["masks"])
 
 
-def started(data, split, cfg, epochs=1):
-    """A SafeCompress trainer fitted for ``epochs`` epochs of 8 optimizer steps."""
+def started(data, split, cfg, epochs=1, model=None):
+    """A SafeCompress trainer fitted for ``epochs`` epochs of 8 optimizer steps (of ``model``, default a CNN)."""
     tests = create_safety_tests(cfg.tests, bmia={"batch_size": 16, "refresh_steps": 5},
                                 wmia={"batch_size": 16, "refresh_steps": 5}, loss={})
     sc = SafeCompress(cfg, tests, SafetyData.from_split(data, split), split.data(data, "validation"),
                       split.data(data, "members"), seed=0)
     members = split.data(data, "members")
-    fit(init_model("cnn", data, 0.5, 0), members, TrainConfig(epochs=epochs, batch_size=32, lr=0.05),
+    fit(model or init_model("cnn", data, 0.5, 0), members, TrainConfig(epochs=epochs, batch_size=32, lr=0.05),
         callbacks=[sc], progress=False)
     return sc
 
@@ -108,6 +108,20 @@ def test_identical_candidates_get_identical_rows(problem):
         row, _ = sc._score(candidate, batches)
         scores.append((row["accuracy"], row["tests"]["bmia"]["gap"]))
     assert scores[0] != scores[1]
+
+
+def test_candidates_of_a_model_with_dropout_are_probed_with_one_random_stream(problem):
+    data, split = problem
+    net = torch.nn.Sequential(init_model("cnn", data, 0.5, 0), torch.nn.Dropout(0.5))  # dropout on the logits
+    sc = started(data, split, SafeCompressConfig(density=0.2, **{**FAST, "update_interval": 1000}, minmax=False),
+                 model=net)
+    for group in sc._state.optimizer.param_groups:
+        group["lr"] = 0.05
+    candidate = sc.engine.propose([Strategy("magnitude", "random", drop_fraction=0.3)])[0]
+    before = torch.random.get_rng_state()
+    rows = sc._choose([candidate, candidate])["candidates"]
+    assert rows[0] == rows[1]  # the same dropout draws for both probes, whatever their order
+    assert torch.equal(torch.random.get_rng_state(), before)  # and the run's own stream is left as it was
 
 
 def test_applied_mask_is_the_chosen_candidates(problem):

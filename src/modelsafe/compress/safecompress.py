@@ -392,7 +392,11 @@ class SafeCompress(Callback):
         model = self.engine.candidate_model(candidate)
         device = self._state.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(derive_seed(self.seed, "safecompress-probe-rng", self.engine.step_count))
+            rng_seed = derive_seed(self.seed, "safecompress-probe-rng", self.engine.step_count)
+            torch.default_generator.manual_seed(rng_seed)  # what dropout in the candidate draws from
+            if device.type == "cuda":
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(rng_seed)
             probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=device,
                   label_smoothing=self._state.config.label_smoothing)
         accuracy = evaluate(model, self.validation, device=self._state.device)["accuracy"]

@@ -124,9 +124,9 @@ def run_one(method: str, dataset: Dataset, split: MembershipSplit, model_name: s
     result_path, weights_path = out / "result.json", out / "model.sparse.safetensors"
     dev = distributed.local_device(resolve_device(device))
     recipe = Recipe(model_name, width, options.train, method, options)
-    saved = distributed.broadcast_object(read_json(result_path) if result_path.is_file() else None)
-    if saved is not None:  # (rank 0 reads it: every rank takes the same branch)
-        result = saved
+    finished = distributed.broadcast_object(read_json(result_path) if result_path.is_file() else None)
+    if finished is not None:  # (rank 0 reads it: every rank takes the same branch)
+        result = finished
         saved = _relevant(result.get("settings", settings), get_method(method).extras)
         if saved != settings:
             change = _difference(saved, settings)
