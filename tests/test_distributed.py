@@ -527,9 +527,10 @@ def test_torchrun_compare_runs_every_method_data_parallel_and_writes_one_table(t
     # rigl follows the one-process run; SafeCompress's choices here hang on near-tied scores of attackers with
     # 5 steps, which float rounding can reorder (its equality with one process is tested in float64 above)
     got, want = rows[0][0], rows[1][0]
-    assert got["task_accuracy"] == pytest.approx(want["task_accuracy"], abs=1e-6)
+    # (weights equal up to rounding: a rounding difference may flip a prediction or two of 360)
+    assert got["task_accuracy"] == pytest.approx(want["task_accuracy"], abs=0.01)
     assert got["density"] == want["density"] and got["export_bytes"] == want["export_bytes"]
-    assert got["loss_auc"] == pytest.approx(want["loss_auc"], abs=1e-4)
+    assert got["loss_auc"] == pytest.approx(want["loss_auc"], abs=0.01)
     assert (tmp_path / "ddp" / "bmia-safecompress" / "seed0" / "train" / "selection.json").is_file()
 
 
