@@ -127,10 +127,11 @@ def view_loop(preset: str) -> Loop:
         transform = create_attack(preset, model).spec.diversity
         gen, x, mom = make_generator(derive_seed(seed, "input-diversity")), x0.clone(), torch.zeros_like(x0)
         n, views = x0.shape[0], transform.views()
-        zeros = torch.zeros(n, dtype=torch.long, device=x0.device)
+        zeros = torch.zeros(n, dtype=torch.long)  # the protocol's row indices live on the CPU
+        own = {"image": torch.arange(n)} if transform.per_image else {}
         for _ in range(steps):
-            draw = transform.prepare(1, 1, x0.shape[1:], gen)
-            g = sum(_grad(model, x, y, lambda v, k=k, d=draw: transform.apply(v, zeros + k, zeros, 0, d))
+            draw = transform.prepare(1, 1, x0.shape[1:], gen, **({"images": n} if own else {}))
+            g = sum(_grad(model, x, y, lambda v, k=k, d=draw: transform.apply(v, zeros + k, zeros, 0, d, **own))
                     for k in range(views))
             mom = mom + _l1(g / views)
             x = _step(x, x0, eps, eps / steps * mom.sign())

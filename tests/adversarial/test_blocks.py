@@ -53,6 +53,19 @@ def test_sia_block_transforms_by_hand():
     assert out[3].tolist() == x[0, 0, 5].tolist() and out[5].tolist() == x[0, 0, 3].tolist()
 
 
+def test_sia_noise_is_drawn_per_image_and_follows_each_rows_image():
+    sia = StructureInvariance(blocks=1, copies=1)
+    noise = torch.stack([torch.full((1, 4, 4), 0.1), torch.full((1, 4, 4), 0.3)]).double()  # images 0 and 1
+    draw = [[StructureDraw([0, 4], [0, 4], [[BlockOp("noise", noise)]])]]
+    x = torch.full((3, 1, 4, 4), 0.5, dtype=torch.float64)  # three identical rows: images 1, 0, 1
+    out = sia.apply(x, torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), 0, draw,
+                    image=torch.tensor([1, 0, 1]))
+    assert out[:, 0, 0, 0].tolist() == pytest.approx([0.8, 0.6, 0.8])
+    d = StructureInvariance().prepare(2, 1, torch.Size((1, 8, 8)), torch.Generator().manual_seed(0), images=5)
+    noisy = [op.param for v in d for draw_ in v for row in draw_.ops for op in row if op.op == "noise"]
+    assert noisy and all(p.shape[0] == 5 and not torch.equal(p[0], p[1]) for p in noisy)
+
+
 def test_sia_draws_distinct_cuts_and_known_ops():
     draws = StructureInvariance(blocks=3, copies=4).prepare(2, 1, torch.Size(SHAPE), torch.Generator().manual_seed(0))
     assert len(draws) == 2 and all(len(d) == 4 for d in draws)
@@ -144,8 +157,9 @@ def test_bsr_equals_the_papers_loop_in_float64(tiny_setup):
 def test_sia_equals_the_papers_loop_in_float64(tiny_setup):
     model, x0, y = tiny_setup
     sia, gen = StructureInvariance(copies=3), make_generator(derive_seed(6, "input-diversity"))
+    # the noise is drawn per image: (images, C, h, w) per noisy block, added to the whole batch at once here
     want = mi_loop(model, x0, y, 0.1, 3, lambda v, d, k, c: ref_sia(v, d[k][c]),
-                   lambda: sia.prepare(1, 1, x0.shape[1:], gen))
+                   lambda: sia.prepare(1, 1, x0.shape[1:], gen, images=x0.shape[0]))
     adv = create_attack("sia", model, eps=0.1, steps=3, copies=3, chunk_size=4)(x0, y, seed=6)
     assert (adv - want).abs().max().item() < 1e-9
     assert (adv - x0).abs().max().item() > 0.05

@@ -62,13 +62,6 @@ def join_blocks(blocks: list[list[torch.Tensor]]) -> torch.Tensor:
     return torch.cat([torch.cat(row, dim=-1) for row in blocks], dim=-2)
 
 
-def _by_draw(x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, views: int, fn) -> torch.Tensor:
-    """Apply ``fn(rows, point, view)`` to each run of rows that share one (point, view) draw."""
-    keys, counts = torch.unique_consecutive(point * views + view, return_counts=True)
-    pieces = torch.split(x, counts.tolist())
-    return torch.cat([fn(p, int(k) // views, int(k) % views) for p, k in zip(pieces, keys)])
-
-
 @dataclass(frozen=True)
 class BlockShuffleRotation(InputTransform):
     """BSR: split the image into ``blocks`` x ``blocks`` equal blocks, shuffle them (a uniformly random
@@ -125,7 +118,8 @@ class BlockShuffleRotation(InputTransform):
 @dataclass(frozen=True)
 class BlockOp:
     """One SIA block transform: ``op`` (a name of ``SIA_OPS``) and its random parameter: the shift in
-    pixels, the scale factor, or the (C, h, w) float64 noise; None for flips and the rotation."""
+    pixels, the scale factor, or the float64 noise ((images, C, h, w), or (C, h, w) for every image); None for
+    flips and the rotation."""
 
     op: str
     param: Any = None
@@ -140,9 +134,10 @@ class StructureDraw:
     ops: list[list[BlockOp]]
 
 
-def apply_block_op(x: torch.Tensor, op: BlockOp) -> torch.Tensor:
+def apply_block_op(x: torch.Tensor, op: BlockOp, image: torch.Tensor | None = None) -> torch.Tensor:
     """``op`` on block rows ``x`` (n, C, h, w): a cyclic shift along H or W, a flip, a 180-degree rotation,
-    a scaling, or added noise clipped to [0, 1]."""
+    a scaling, or added noise clipped to [0, 1] (noise (C, h, w) for every row, or (images, C, h, w) indexed
+    by each row's ``image``, default rows 0 .. n-1)."""
     if op.op == "vertical-shift":
         return x.roll(int(op.param), dims=-2)
     if op.op == "horizontal-shift":
@@ -156,7 +151,10 @@ def apply_block_op(x: torch.Tensor, op: BlockOp) -> torch.Tensor:
     if op.op == "scale":
         return x * float(op.param)
     if op.op == "noise":
-        return torch.clamp(x + host_to_device(op.param, x.device, x.dtype), 0, 1)
+        noise = op.param
+        if noise.dim() == x.dim():
+            noise = noise[torch.arange(x.shape[0]) if image is None else image]
+        return torch.clamp(x + host_to_device(noise, x.device, x.dtype), 0, 1)
     raise ModelsafeError(f"StructureInvariance op must be one of {', '.join(SIA_OPS)}, got {op.op!r}")
 
 
@@ -170,12 +168,13 @@ class StructureInvariance(InputTransform):
     and the official code). T = 10: 200 gradient evaluations per image.
 
     The paper's list also names resizing, DCT-based and dropout transforms, which its official code leaves out;
-    here the official code's seven. The noise is drawn per view and shared by the images of the batch (the
-    official code draws it per image)."""
+    here the official code's seven. Cuts and ops are drawn per view and shared by the images of the batch; the
+    noise is drawn per image, as in the official code (``per_image``)."""
 
     blocks: int = 3
     copies: int = 20
     noise: float = 16 / 255
+    per_image = True
 
     def __post_init__(self) -> None:
         check_positive_int("StructureInvariance blocks", self.blocks)
@@ -185,29 +184,31 @@ class StructureInvariance(InputTransform):
     def views(self) -> int:
         return self.copies
 
-    def prepare(self, points: int, members: int, shape: torch.Size,
-                generator: torch.Generator) -> list[list[StructureDraw]]:
-        """``points`` x ``copies`` :class:`StructureDraw` s for (C, H, W) images."""
+    def prepare(self, points: int, members: int, shape: torch.Size, generator: torch.Generator,
+                images: int = 1) -> list[list[StructureDraw]]:
+        """``points`` x ``copies`` :class:`StructureDraw` s for ``images`` (C, H, W) images."""
         h, w = int(shape[-2]), int(shape[-1])
         if self.blocks > min(h, w):
             raise ModelsafeError(f"StructureInvariance blocks={self.blocks} exceeds the image size {h}x{w}")
-        return [[self._draw(shape, generator) for _ in range(self.copies)] for _ in range(points)]
+        return [[self._draw(shape, images, generator) for _ in range(self.copies)] for _ in range(points)]
 
     def _cuts(self, size: int, generator: torch.Generator) -> list[int]:
         cuts = (torch.randperm(size - 1, generator=generator)[:self.blocks - 1] + 1).sort().values
         return [0, *cuts.tolist(), size]
 
-    def _draw(self, shape: torch.Size, generator: torch.Generator) -> StructureDraw:
+    def _draw(self, shape: torch.Size, images: int, generator: torch.Generator) -> StructureDraw:
         rows, cols = self._cuts(int(shape[-2]), generator), self._cuts(int(shape[-1]), generator)
         ops = []
         for r0, r1 in itertools.pairwise(rows):
-            ops.append([self._op((int(shape[0]), r1 - r0, c1 - c0), generator) for c0, c1 in itertools.pairwise(cols)])
+            ops.append([self._op((images, int(shape[0]), r1 - r0, c1 - c0), generator)
+                        for c0, c1 in itertools.pairwise(cols)])
         return StructureDraw(rows, cols, ops)
 
-    def _op(self, block: tuple[int, int, int], generator: torch.Generator) -> BlockOp:
+    def _op(self, block: tuple[int, int, int, int], generator: torch.Generator) -> BlockOp:
+        """One op for a block of (images, C, h, w); the noise is (images, C, h, w)."""
         name = SIA_OPS[int(torch.randint(len(SIA_OPS), (1,), generator=generator))]
         if name in ("vertical-shift", "horizontal-shift"):
-            size = block[1] if name == "vertical-shift" else block[2]
+            size = block[2] if name == "vertical-shift" else block[3]
             return BlockOp(name, int(torch.randint(size, (1,), generator=generator)))
         if name == "scale":
             return BlockOp(name, float(torch.rand(1, generator=generator, dtype=torch.float64)))
@@ -216,11 +217,17 @@ class StructureInvariance(InputTransform):
             return BlockOp(name, (2 * u - 1) * self.noise)
         return BlockOp(name)
 
-    def transform(self, x: torch.Tensor, draw: StructureDraw) -> torch.Tensor:
-        """One view of rows ``x`` (n, C, H, W) under ``draw``."""
+    def transform(self, x: torch.Tensor, draw: StructureDraw, image: torch.Tensor | None = None) -> torch.Tensor:
+        """One view of rows ``x`` (n, C, H, W) under ``draw``; ``image`` (n,) picks each row's noise (default:
+        rows 0 .. n-1)."""
         grid = split_blocks(x, draw.rows, draw.cols)
-        return join_blocks([[apply_block_op(b, op) for b, op in zip(row, ops)] for row, ops in zip(grid, draw.ops)])
+        return join_blocks([[apply_block_op(b, op, image) for b, op in zip(row, ops)]
+                            for row, ops in zip(grid, draw.ops)])
 
     def apply(self, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
-              draw: Any) -> torch.Tensor:
-        return _by_draw(x, view, point, self.copies, lambda rows, k, v: self.transform(rows, draw[k][v]))
+              draw: Any, image: torch.Tensor | None = None) -> torch.Tensor:
+        image = torch.arange(x.shape[0]) if image is None else image
+        keys, counts = torch.unique_consecutive(point * self.copies + view, return_counts=True)
+        sizes = counts.tolist()
+        return torch.cat([self.transform(rows, draw[key // self.copies][key % self.copies], ids)
+                          for rows, ids, key in zip(torch.split(x, sizes), torch.split(image, sizes), keys.tolist())])

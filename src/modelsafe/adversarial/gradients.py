@@ -42,33 +42,35 @@ class PointGradients:
             raise ModelsafeError(f"grad_fn takes (K, {self.y.shape[0]}, C, H, W) points, got {got}")
         k_points, batch = points.shape[:2]
         members = len(self.combination.members)
-        draws = [t.prepare(k_points, members, points.shape[2:], self.generator) for t in self.transforms]
+        draws = [t.prepare(k_points, members, points.shape[2:], self.generator, images=batch)
+                 if _per_image(t) else t.prepare(k_points, members, points.shape[2:], self.generator)
+                 for t in self.transforms]
         flat = points.reshape(k_points * batch, *points.shape[2:])
         out = torch.zeros_like(flat)
         total = k_points * self.views * batch
         weights = host_to_device(self.weights / self.total_weight, points.device, points.dtype)
         for start in range(0, total, self.chunk):
             stop = min(start + self.chunk, total)
-            k, view = self._indices(torch.arange(start, stop), batch)  # CPU, for the transforms: no host sync
+            k, view, image = self._indices(torch.arange(start, stop), batch)  # CPU, for the transforms
             rows = torch.arange(start, stop, device=points.device)
             b = rows % batch
             if self.views == 1:  # rows are the points' own rows: slices, no gather or scatter
                 leaf = flat[start:stop].detach().requires_grad_(True)
-                out[start:stop] += self._gradient(leaf, self._inputs(leaf, view, k, draws), self.y[b])
+                out[start:stop] += self._gradient(leaf, self._inputs(leaf, view, k, image, draws), self.y[b])
             else:
                 index = rows // (self.views * batch) * batch + b
                 leaf = flat[index].detach().requires_grad_(True)
-                grad = self._gradient(leaf, self._inputs(leaf, view, k, draws), self.y[b])
+                grad = self._gradient(leaf, self._inputs(leaf, view, k, image, draws), self.y[b])
                 grad = grad * weights[(rows // batch) % self.views].view(-1, *[1] * (grad.dim() - 1))
                 out.index_add_(0, index, grad)
             self.count.gradient_evaluations += stop - start
         return out.view_as(points)
 
-    def _indices(self, rows: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The gradient point and the joint view index of each row (CPU long tensors)."""
-        return rows // (self.views * batch), (rows // batch) % self.views
+    def _indices(self, rows: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The gradient point, the joint view index and the image of each row (CPU long tensors)."""
+        return rows // (self.views * batch), (rows // batch) % self.views, rows % batch
 
-    def _inputs(self, leaf: torch.Tensor, view: torch.Tensor, k: torch.Tensor,
+    def _inputs(self, leaf: torch.Tensor, view: torch.Tensor, k: torch.Tensor, image: torch.Tensor,
                 draws: list[Any]) -> Callable[[int], torch.Tensor]:
         """``inputs(j)``: the chunk as member j sees it, every transform applied with its own view index."""
         own, rest = [], self.views
@@ -80,7 +82,7 @@ class PointGradients:
         def inputs(j: int) -> torch.Tensor:
             x = leaf
             for t, v, draw in zip(self.transforms, own, draws):
-                out = _apply(t, x, v, k, j, draw)
+                out = _apply(t, x, v, k, j, draw, image)
                 if not self.checked:
                     self.shapes.append((type(t).__name__, tuple(x.shape), tuple(out.shape)))
                 x = out
@@ -123,12 +125,20 @@ def _view_weights(transform: InputTransform, views: int) -> torch.Tensor:
     return w
 
 
+def _per_image(transform: InputTransform) -> bool:
+    return bool(getattr(transform, "per_image", False))
+
+
 def _apply(transform: InputTransform, x: torch.Tensor, view: torch.Tensor, point: torch.Tensor, member: int,
-           draw: Any) -> torch.Tensor:
-    """``transform.apply``, with a ModelsafeError naming the transform when it fails or returns other rows."""
+           draw: Any, image: torch.Tensor) -> torch.Tensor:
+    """``transform.apply`` (with ``image=`` for a per-image transform), with a ModelsafeError naming the
+    transform when it fails or returns other rows."""
     name = type(transform).__name__
     try:
-        out = transform.apply(x, view, point, member, draw)
+        if _per_image(transform):
+            out = transform.apply(x, view, point, member, draw, image=image)
+        else:
+            out = transform.apply(x, view, point, member, draw)
     except ModelsafeError:
         raise
     except TRANSFORM_ERRORS as err:

@@ -77,9 +77,14 @@ class InputTransform(Part):
     Transforms compose: with several, every view of one is fed to the next, so the view counts multiply. The
     attack calls ``prepare`` once per ``grad_fn`` call, in the order of the chain, with a CPU generator shared
     by the chain (draw there, never in ``apply``, so results do not depend on the chunk size), then ``apply``
-    on chunks of rows, once per ensemble member. Rows come ordered by gradient point, then view, then image."""
+    on chunks of rows, once per ensemble member. Rows come ordered by gradient point, then view, then image.
+
+    A transform whose randomness differs between the images of a batch sets ``per_image = True``: ``prepare``
+    then also gets ``images=N`` (the batch size) and ``apply`` gets ``image=`` (n,) CPU long tensor, each row's
+    image index in [0, N)."""
 
     methods = ("views", "weights", "prepare", "apply")
+    per_image: bool = False
 
     @abstractmethod
     def views(self) -> int:
