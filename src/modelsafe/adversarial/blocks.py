@@ -32,9 +32,7 @@ def rotate(x: torch.Tensor, degrees: float | torch.Tensor, fill: float = 0.5) ->
     Output pixel p (row i, column j) samples the input at c + R(-theta)(p - c) in (column, row) coordinates;
     neighbours outside the block count as ``fill`` (so corners are filled with it). Differentiable in ``x``."""
     n, _, h, w = x.shape
-    theta = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64)).expand(n)
-    if theta.device.type == "cpu":
-        theta = host_to_device(theta, x.device)
+    theta = host_to_device(torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float64)).expand(n), x.device)
     cos, sin = torch.cos(theta).to(x.dtype).view(n, 1, 1), torch.sin(theta).to(x.dtype).view(n, 1, 1)
     rows = torch.arange(h, dtype=x.dtype, device=x.device) - (h - 1) / 2
     cols = torch.arange(w, dtype=x.dtype, device=x.device) - (w - 1) / 2

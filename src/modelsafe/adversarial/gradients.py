@@ -42,9 +42,8 @@ class PointGradients:
             raise ModelsafeError(f"grad_fn takes (K, {self.y.shape[0]}, C, H, W) points, got {got}")
         k_points, batch = points.shape[:2]
         members = len(self.combination.members)
-        draws = [t.prepare(k_points, members, points.shape[2:], self.generator, images=batch)
-                 if _per_image(t) else t.prepare(k_points, members, points.shape[2:], self.generator)
-                 for t in self.transforms]
+        draws = [t.prepare(k_points, members, points.shape[2:], self.generator,
+                           **({"images": batch} if _per_image(t) else {})) for t in self.transforms]
         flat = points.reshape(k_points * batch, *points.shape[2:])
         out = torch.zeros_like(flat)
         total = k_points * self.views * batch
