@@ -458,6 +458,7 @@ def _safecompress_resume_worker(rank: int, tmp: Path, interrupt: bool) -> None:
         torch.save({"state": model.state_dict(), "log": result["log"]}, tmp / "resumed.pt")
 
 
+@pytest.mark.slow  # 18 s; the one-process resume is in the default run, CI runs this in its slow step
 def test_data_parallel_safecompress_resumes_after_an_interruption_as_one_uninterrupted_process(tmp_path):
     from .conftest import make_blobs
 

@@ -31,12 +31,16 @@ from modelsafe._checks import (
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
 from modelsafe.utils import (
+    batch_layout,
     derive_seed,
     eval_mode,
     host_to_device,
+    is_channels_last,
     make_generator,
     pick_device,
     resolve_device,
+    to_channels_last,
+    use_channels_last,
 )
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -48,7 +52,13 @@ AUGMENTATIONS = ("none", "flip", "crop-flip")
 class TrainConfig:
     """Optimisation settings. ``schedule``: ``cosine`` (to 0 over all steps), ``multistep`` (×``gamma`` at
     each fraction of training in ``milestones``) or ``constant``. ``augment`` applies to image batches:
-    ``flip`` (horizontal), ``crop-flip`` (4-px zero-padded random crop + flip)."""
+    ``flip`` (horizontal), ``crop-flip`` (4-px zero-padded random crop + flip).
+
+    ``autocast``: forward passes and losses of the training steps under bfloat16 autocast (parameters,
+    gradients and optimizer state stay in their own dtype, so no loss scaling is needed; evaluation runs in
+    full precision). It changes the results by rounding (tested on CPU against full precision), so it is part
+    of a run's settings. ``channels_last``: keep 4-D weights and image batches in the NHWC memory format;
+    ``None`` (automatic) turns it on for convolutional nets on CUDA. It changes the layout, not the values."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -62,6 +72,8 @@ class TrainConfig:
     gamma: float = 0.1
     augment: str = "none"
     label_smoothing: float = 0.0
+    autocast: bool = False
+    channels_last: bool | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
@@ -186,6 +198,8 @@ def fit(model: nn.Module, train_data: TensorData, config: TrainConfig | None = N
         raise ModelsafeError("train_data is empty")
     dev = distributed.local_device(resolve_device(device))
     model.to(dev)
+    if use_channels_last(model, dev, config.channels_last):
+        to_channels_last(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ModelsafeError("the model has no trainable parameters")
@@ -267,7 +281,7 @@ def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks
     model.train()
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
-    seen = 0
+    seen, nhwc = 0, is_channels_last(model)
     batches = tqdm(train_data.batches(config.batch_size, shuffle=True, generator=state.generator, device=dev),
                    total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch",
                    leave=False, disable=not progress)
@@ -275,8 +289,10 @@ def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks
         inputs = augment_batch(inputs, config.augment, state.generator)
         if state.averager is not None:
             inputs, labels = state.averager.shard(inputs, labels)
-        logits = model(inputs)
-        loss, batch_sum = _batch_loss(state, callbacks, inputs, labels, logits)
+        inputs = batch_layout(inputs, nhwc)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.autocast):
+            logits = model(inputs)
+            loss, batch_sum = _batch_loss(state, callbacks, inputs, labels, logits)
         with torch.no_grad():
             loss_sum += batch_sum
             correct += (logits.argmax(1) == labels).sum()

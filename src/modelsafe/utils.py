@@ -69,6 +69,37 @@ def host_to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtyp
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def use_channels_last(model: nn.Module, device: torch.device, enabled: bool | None = None) -> bool:
+    """Whether ``model`` should run in the ``channels_last`` memory format on ``device``: ``enabled`` when it is
+    given, else (``None``, automatic) when ``device`` is CUDA and the model has a 2-D convolution (where
+    cuDNN's NHWC kernels are faster; on CPU the layout rarely helps). Only the layout changes, not the values."""
+    if enabled is not None:
+        return enabled
+    five_d = any(t.dim() == 5 for t in [*model.parameters(), *model.buffers()])  # channels_last is 4-D only
+    return device.type == "cuda" and not five_d and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with every 4-D parameter and buffer in the ``channels_last`` memory format (in place; other
+    tensors untouched). A convolution with NHWC weights computes in NHWC whatever the layout of its input."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether some 4-D parameter of ``model`` is in the ``channels_last`` format (and not also in the default
+    one, as tensors with one channel or 1×1 kernels can be)."""
+    return any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in model.parameters())
+
+
+def batch_layout(inputs: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """An image batch (N, C, H, W) in the ``channels_last`` format when ``channels_last`` (so that a step on an
+    NHWC model stays NHWC); other inputs, or ``channels_last=False``, as they are."""
+    if channels_last and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A generator on ``device`` seeded with ``seed``."""
     gen = torch.Generator(device=torch.device(device))

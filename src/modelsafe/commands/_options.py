@@ -161,6 +161,8 @@ TRAINING = OptionGroup({
     "schedule": (Annotated[str, typer.Option(help="LR schedule: cosine, multistep or constant.")],
                  TrainConfig.schedule),
     "augment": (Annotated[str, typer.Option(help="none, flip or crop-flip.")], TrainConfig.augment),
+    "autocast": (Annotated[bool, typer.Option(help="Training steps under bfloat16 autocast (faster on GPUs; "
+                                                   "evaluation stays in full precision).")], TrainConfig.autocast),
 }, key="train", build=TrainConfig)
 
 SPLIT = OptionGroup({

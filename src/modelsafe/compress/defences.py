@@ -22,6 +22,9 @@ def _dp_config(options: CompressOptions) -> DPConfig:
     if distributed.world_size() > 1:
         raise ModelsafeError("DP-SGD does not run on several processes (its per-sample clipping and noise are "
                              "not data-parallel here); run it without torchrun")
+    if options.train.autocast:
+        raise ModelsafeError("DP-SGD does not run under autocast (its per-sample gradient norms would be clipped "
+                             "in bfloat16); train it with autocast=False")
     try:
         return DPConfig(**dict(options.extra.get("dp", {})))
     except TypeError as exc:

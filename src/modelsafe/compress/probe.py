@@ -17,7 +17,7 @@ from torch import nn
 
 from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
-from modelsafe.utils import make_generator
+from modelsafe.utils import batch_layout, is_channels_last, make_generator
 
 
 def probe_batches(data: TensorData, steps: int, batch_size: int, seed: int) -> list[torch.Tensor]:
@@ -52,18 +52,22 @@ def probe_optimizer(live: torch.optim.Optimizer, model: nn.Module,
 
 
 def probe(model: nn.Module, masks: dict[str, torch.Tensor], live: torch.optim.Optimizer, data: TensorData,
-          batches: list[torch.Tensor], *, device: torch.device, label_smoothing: float = 0.0) -> nn.Module:
+          batches: list[torch.Tensor], *, device: torch.device, label_smoothing: float = 0.0,
+          autocast: bool = False) -> nn.Module:
     """Fine-tune ``model`` (a candidate copy) in place on ``batches`` of ``data`` with a probe optimizer made
     from ``live``, re-applying ``masks`` (bool, by parameter name) after every step; returns it in eval
-    mode."""
+    mode. ``autocast``: forward and loss under bfloat16 autocast, as the run's own steps."""
     params = dict(model.named_parameters())
     masks = {name: mask.to(params[name].device) for name, mask in masks.items()}
     opt = probe_optimizer(live, model, masks)
+    nhwc = is_channels_last(model)
     model.train()
     for idx in batches:
-        x, y = data.features(idx).to(device), data.y[idx].to(device)
+        x, y = batch_layout(data.features(idx).to(device), nhwc), data.y[idx].to(device)
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y, label_smoothing=label_smoothing).backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        loss.backward()
         opt.step()
         with torch.no_grad():
             for name, mask in masks.items():

@@ -398,7 +398,7 @@ class SafeCompress(Callback):
                 with torch.cuda.device(device):
                     torch.cuda.manual_seed(rng_seed)
             probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=device,
-                  label_smoothing=self._state.config.label_smoothing)
+                  label_smoothing=self._state.config.label_smoothing, autocast=self._state.config.autocast)
         accuracy = evaluate(model, self.validation, device=self._state.device)["accuracy"]
         figures, samples = {}, {}
         for test in self.tests:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from modelsafe import distributed
 from modelsafe.errors import ModelsafeError
+from modelsafe.utils import to_channels_last, use_channels_last
 
 if TYPE_CHECKING:
     import torch
@@ -143,7 +144,8 @@ def _load_runs(folders: list[str], dataset: str | None, dev, data_root: str | No
 
 def _build_models(values: list[str], specs: set[str], runs: dict, data: Dataset, pretrained: bool,
                   image_size: int | None, seed: int, dev) -> tuple[dict, dict]:
-    """({name: model}, {name: description}) for every --surrogate/--target, in order."""
+    """({name: model}, {name: description}) for every --surrogate/--target, in order; convolutional nets on CUDA
+    in the ``channels_last`` memory format."""
     models, described = {}, {}
     for name, value in zip(_names(values), values):
         if value in specs:
@@ -152,6 +154,8 @@ def _build_models(values: list[str], specs: set[str], runs: dict, data: Dataset,
                                                     "input_size": list(model.input_size)}
         else:
             models[name], described[name] = runs[value]
+        if use_channels_last(models[name], dev):  # conv nets on CUDA: NHWC kernels, same values
+            to_channels_last(models[name])
     return models, described
 
 
