@@ -416,10 +416,20 @@ def _safecompress_worker(rank: int, tmp: Path) -> None:
         checked.append(len(candidates))
         return got
 
-    SafeCompress._score_all = spy
+    from modelsafe.compress.safety import MIASafetyTest
+
+    refresh, refreshed = MIASafetyTest.refresh, []
+
+    def counting_refresh(self, model):
+        refreshed.append(self.name)
+        refresh(self, model)
+
+    SafeCompress._score_all, MIASafetyTest.refresh = spy, counting_refresh
     model, result = _safecompress_run(make_blobs)
     assert len(checked) == result["selections"] >= 2 and min(checked) > WORLD
-    SafeCompress._score_all = sharded
+    # rank 0 alone trains the attackers at a refresh; the other ranks take its state
+    assert (len(refreshed) > 0) if rank == 0 else refreshed == []
+    SafeCompress._score_all, MIASafetyTest.refresh = sharded, refresh
     if rank == 0:
         with distributed.alone():
             alone_model, alone_result = _safecompress_run(make_blobs)

@@ -250,7 +250,7 @@ class SafeCompress(Callback):
     scores, the choice, the most accurate candidate and the per-update resolution of each risk statistic).
 
     Under ``torchrun`` (data-parallel :func:`~modelsafe.training.fit`) the candidates of an update are scored on
-    different ranks and gathered, and every rank takes rank 0's attackers after each refresh."""
+    different ranks and gathered, and rank 0 alone trains the attackers at each refresh (the others take its state)."""
 
     def __init__(self, config: SafeCompressConfig, tests: Sequence[SafetyTest], safety_data: SafetyData,
                  validation: TensorData, members: TensorData, *, seed: int = 0):
@@ -310,12 +310,21 @@ class SafeCompress(Callback):
 
     def refresh(self) -> None:
         """Train every safety test's attacker further against the live model and re-calibrate it. Under
-        ``torchrun`` every rank trains the same attacker on the same samples; rank 0's state is then given to
-        every rank, so that no floating-point difference between devices can make their attackers drift apart."""
+        ``torchrun`` rank 0 alone trains (the live model is the same on every rank) and every other rank takes
+        its state, so the attacker is trained once and no floating-point difference between devices can make
+        the ranks' attackers drift apart."""
+        if not distributed.active():
+            for test in self.tests:
+                test.refresh(self.engine.model)
+            return
+        main = distributed.is_main()
         for test in self.tests:
-            test.refresh(self.engine.model)
-            if distributed.active():
-                test.load_state_dict(distributed.broadcast_object(test.state_dict()))
+            if main:
+                with distributed.alone():
+                    test.refresh(self.engine.model)
+            state = distributed.broadcast_object(test.state_dict() if main else None)
+            if not main:
+                test.load_state_dict(state)
 
     def on_epoch_end(self, state: TrainState) -> None:
         summary = self.engine.summary()
