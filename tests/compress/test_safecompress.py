@@ -173,3 +173,21 @@ def test_bad_input_fails_before_training(problem):
     bad["sets"]["eval_members"] = bad["sets"]["eval_members"][:-1] + [bad["sets"]["attack_known_members"][0]]
     with pytest.raises(ModelsafeError):
         run_safecompress(new_model(data), data, MembershipSplit.from_dict(bad), config(), TRAIN, progress=False)
+
+
+def test_under_autocast_the_attacker_steps_run_in_full_precision(problem, monkeypatch):
+    # the training step (and the defence term) run under bfloat16 autocast; the min-max attacker's own steps
+    # must not, as at a refresh
+    from modelsafe.compress.safety import MIASafetyTest
+
+    data, split = problem
+    seen, step = [], MIASafetyTest.attacker_step
+
+    def spy(self, model):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        step(self, model)
+
+    monkeypatch.setattr(MIASafetyTest, "attacker_step", spy)
+    train = TrainConfig(epochs=2, batch_size=32, lr=0.05, autocast=True)
+    run_safecompress(new_model(data), data, split, config(minmax_start=0.5), train, progress=False)
+    assert seen and not any(seen)

@@ -294,7 +294,8 @@ class SafeCompress(Callback):
             return loss
         terms = []
         for test in self.tests:
-            test.attacker_step(state.model)
+            with torch.autocast(state.device.type, enabled=False):  # the attacker trains in full precision
+                test.attacker_step(state.model)
             term = test.defence_loss(state.model, inputs, labels, logits)
             if term is not None:
                 terms.append(term)
