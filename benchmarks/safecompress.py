@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--lira-models", type=int, default=0,
                         help="also audit with offline LiRA on K reference models trained by each method's own "
                              "recipe (kept in each run's references/ folder; 0: no LiRA)")
+    parser.add_argument("--probe-steps", type=int, default=None,
+                        help="fine-tuning steps of each candidate before it is scored (library default 5)")
     parser.add_argument("--candidates", nargs="+", default=None,
                         help="candidate strategies of the selection, 'prune/grow[#seed][@xM]' (default: the library's)")
     parser.add_argument("--bmia-audit-epochs", type=int, default=100,
@@ -95,6 +97,8 @@ def main() -> None:
         parser.error("--objective-weight must be >= 0")
     if args.lira_models < 0:
         parser.error("--lira-models must be >= 0")
+    if args.probe_steps is not None and args.probe_steps < 1:
+        parser.error("--probe-steps must be >= 1 (the selecting methods probe every candidate)")
     data = load_dataset("fashion-mnist")
     split = get_recipe("small", members=args.members)
     options = CompressOptions(
@@ -133,6 +137,9 @@ def _method_options(args: argparse.Namespace) -> dict:
     for name in ("bmia-safecompress", "accuracy-safecompress", "mia-safecompress"):
         if args.tests:
             extra.setdefault(f"safecompress:{name}", {})["tests"] = tuple(args.tests)
+    if args.probe_steps is not None:
+        for name in (*SELECTING, "accuracy-safecompress"):
+            extra.setdefault(f"safecompress:{name}", {})["probe_steps"] = args.probe_steps
     if args.objective_weight is not None:
         for name in SELECTING:
             extra.setdefault(f"safecompress:{name}", {})["objective_weight"] = args.objective_weight

@@ -266,6 +266,73 @@ def test_torchrun_cli_trains_once_and_matches_one_process(tmp_path):
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5)
 
 
+AUDITED = ("loss", "blackbox-nn", "lira", "rmia")
+
+
+def _audit_run():
+    """A digits MLP audited by four attacks (two of them on two reference models), in float32 on the CPU."""
+    import numpy as np
+
+    from modelsafe.data import MembershipSplit, SplitSpec, load_dataset
+    from modelsafe.privacy import audit
+    from modelsafe.workflows import init_model
+
+    digits = load_dataset("digits")
+    split = MembershipSplit.create(digits, SplitSpec(members=300, validation=50, population=400, reference=120,
+                                                     eval_nonmembers=121), seed=0)
+    model = init_model("mlp", digits, 0.5, 0)
+    recipe = TrainConfig(epochs=4, lr=0.05, batch_size=64)
+    with distributed.alone():  # the same target on every rank and in one process
+        fit(model, split.data(digits, "members"), recipe, progress=False, device="cpu")
+    reports = audit(model, digits, split, AUDITED, options={"blackbox-nn": {"epochs": 3}},
+                    model_factory=lambda s: init_model("mlp", digits, 0.5, s), trainer=FitTrainer(recipe, device="cpu"),
+                    num_reference_models=2, n_bootstrap=0, device="cpu", progress=False)
+    sizes = (len(split["eval_members"]), len(split["eval_nonmembers"]))
+    return {name: np.r_[r.scores, r.threshold] for name, r in reports.items()}, sizes
+
+
+def _audit_worker(rank: int, tmp: Path) -> None:
+    import numpy as np
+
+    from modelsafe.privacy.base import MembershipAttack
+
+    for name in ("fit", "score"):
+        original = getattr(MembershipAttack, name)
+
+        def logged(self, target, *args, _name=name, _original=original, **kwargs):
+            size = len(args[0]) if _name == "score" else ""
+            with (tmp / f"calls-{rank}.log").open("a") as f:
+                f.write(f"{_name}|{self.label}|{size}\n")
+            return _original(self, target, *args, **kwargs)
+
+        setattr(MembershipAttack, name, logged)
+    figures, _ = _audit_run()
+    np.savez(tmp / f"audit-{rank}.npz", **figures)
+
+
+def test_a_torchrun_audit_fits_each_attack_once_scores_half_the_samples_per_rank_and_equals_one_process(tmp_path):
+    import numpy as np
+
+    launch(_audit_worker, tmp_path)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers
+    try:
+        single, (n_members, n_nonmembers) = _audit_run()
+    finally:
+        torch.set_num_threads(previous)
+    assert n_nonmembers % 2 == 1  # the ranks' shares differ in size
+    for rank in range(WORLD):
+        calls = [line.split("|") for line in (tmp_path / f"calls-{rank}.log").read_text().splitlines()]
+        # rank r fits attacks r, r + 2 (its own seed each), then scores its share of every attack's samples
+        assert [c[1] for c in calls if c[0] == "fit"] == list(AUDITED[rank::WORLD])
+        shares = [(c[1], int(c[2])) for c in calls if c[0] == "score"]
+        assert shares == [(name, len(range(rank, n, WORLD))) for name in AUDITED for n in (n_members, n_nonmembers)]
+        figures = np.load(tmp_path / f"audit-{rank}.npz")
+        for name in AUDITED:  # scores of every sample, then the threshold fitted on the attack's own rank
+            np.testing.assert_allclose(figures[name], single[name], rtol=1e-5, atol=1e-6, err_msg=f"{rank} {name}")
+            assert figures[name][-1] == single[name][-1]
+
+
 def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_path):
     import subprocess
     import sys
@@ -294,7 +361,7 @@ def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_pa
     assert one.exit_code == 0, one.output
     for folder in ("ddp", "one"):
         assert len(list((tmp_path / folder / "references").glob("*/ref-*.safetensors"))) == 2
-    # rank 0 ran the loss attack and rank 1 lira; rank 0 wrote both
+    # rank 0 fitted the loss attack and rank 1 lira, each rank scored half the samples; rank 0 wrote both
     for name in ("loss", "lira"):
         scores = [np.load(tmp_path / f / "scores" / f"{name}.npz")["scores"] for f in ("ddp", "one")]
         np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)

@@ -18,6 +18,7 @@ from modelsafe.compress import CompressOptions
 from modelsafe.compress.methods import compress as real_compress
 from modelsafe.data import MembershipSplit, SplitSpec
 from modelsafe.errors import ModelsafeError, UnknownNameError
+from modelsafe.privacy import sharded
 from modelsafe.privacy.base import MembershipAttack
 from modelsafe.privacy.learned import LearnedAttack
 from modelsafe.storage.io import read_json, write_json
@@ -60,7 +61,7 @@ def compared(data, tmp_path_factory):
     seen: dict[tuple, dict] = {}
     current: list = []
     original_compress = compare_module.compress
-    original_fit, original_evaluate = MembershipAttack.fit, MembershipAttack.evaluate
+    original_fit, original_score_share = MembershipAttack.fit, sharded._score_share
     original_partial, original_score_model = LearnedAttack.partial_fit, LearnedAttack.score_model
 
     def record(key, *sets):
@@ -76,9 +77,9 @@ def compared(data, tmp_path_factory):
         record("audit_fit", members, nonmembers)
         return original_fit(self, target, members, nonmembers)
 
-    def spy_evaluate(self, target, members, nonmembers, **kw):
+    def spy_score_share(attack, target, members, nonmembers, rank, world):  # the audit's evaluation
         record("audit_eval", members, nonmembers)
-        return original_evaluate(self, target, members, nonmembers, **kw)
+        return original_score_share(attack, target, members, nonmembers, rank, world)
 
     def spy_partial(self, target, members, nonmembers, steps=1):
         record("safety", members, nonmembers)
@@ -91,7 +92,7 @@ def compared(data, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compare_module, "compress", spy_compress)
         mp.setattr(MembershipAttack, "fit", spy_fit)
-        mp.setattr(MembershipAttack, "evaluate", spy_evaluate)
+        mp.setattr(sharded, "_score_share", spy_score_share)
         mp.setattr(LearnedAttack, "partial_fit", spy_partial)
         mp.setattr(LearnedAttack, "score_model", spy_score_model)
         result = run_compare(data, out)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from modelsafe import distributed
 from modelsafe._checks import check_positive_int
@@ -25,7 +24,6 @@ from modelsafe.data.membership import split_from_membership
 from modelsafe.data.split import MembershipSplit
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy.base import MembershipAttack
-from modelsafe.privacy.learned import LearnedAttack
 from modelsafe.privacy.online import OnlineReferenceAttack
 from modelsafe.privacy.references import (
     FitTrainer,
@@ -39,6 +37,7 @@ from modelsafe.privacy.references import (
 )
 from modelsafe.privacy.registry import create_mia
 from modelsafe.privacy.report import MIAReport
+from modelsafe.privacy.sharded import run_attacks
 from modelsafe.utils import derive_seed, eval_mode, pick_device
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("correctness", "confidence", "entropy", "modified-entropy", "loss", "blackbox-nn",
@@ -71,8 +70,9 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
     ``reference_store`` (default ``out_dir/references``), a sub-folder per key (design, seed, dataset,
     architecture, recipe, sample indices) written model by model: an audit with the same key reuses them, an
     interrupted one resumes. :func:`modelsafe.report.write_audit_report` writes the Markdown report. Under
-    ``torchrun`` the reference models and then the attacks are shared out across ranks; every rank returns
-    all the reports and rank 0 alone writes ``scores/``."""
+    ``torchrun`` the reference models are shared out across ranks, then the attacks' fits (one rank per
+    attack), then the scoring of the evaluation samples (a share of the samples per rank, for every attack;
+    :mod:`modelsafe.privacy.sharded`); every rank returns all the reports and rank 0 alone writes ``scores/``."""
     check_positive_int("num_reference_models", num_reference_models)
     split = _resolve_split(dataset, split, members, non_members, seed)
     dev = pick_device(device, model)
@@ -89,8 +89,8 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
 
     reports: dict[str, MIAReport] = {}
     with eval_mode(model):
-        for report in _run_attacks(built, model, (known_m, known_u, eval_m, eval_u), n_bootstrap, sample_ids,
-                                   progress):
+        for report in run_attacks(built, model, (known_m, known_u, eval_m, eval_u), n_bootstrap, sample_ids,
+                                  dev, progress):
             key, i = report.attack, 2
             while key in reports:
                 key, i = f"{report.attack} #{i}", i + 1
@@ -99,32 +99,6 @@ def audit(model: nn.Module, dataset: Dataset, split: MembershipSplit | None = No
             if out_dir is not None and distributed.is_main():
                 report.save(Path(out_dir) / "scores")
     return reports
-
-
-def _run_attacks(built: list[MembershipAttack], model: nn.Module, data: tuple, n_bootstrap: int,
-                 sample_ids: np.ndarray, progress: bool) -> list[MIAReport]:
-    """Fit and evaluate every attack on ``data`` = (known members, known non-members, evaluation members,
-    evaluation non-members); the reports in the order of ``built``. Under ``torchrun`` rank r runs attacks
-    r, r + W, ... on its own (each has its own seed, so its report is that of one process) and every rank
-    receives all the reports."""
-    known_m, known_u, eval_m, eval_u = data
-    world, rank = distributed.world_size(), distributed.rank()
-    mine: dict[int, MIAReport] = {}
-    shown = tqdm(total=len(range(rank, len(built), world)), desc="audit", unit="attack",
-                 disable=not progress or not distributed.is_main())
-    with shown, distributed.alone():
-        for i in range(rank, len(built), world):
-            attack = built[i]
-            if isinstance(attack, LearnedAttack) and attack.select_on == "eval":
-                attack.fit(model, known_m, known_u, eval_members=eval_m, eval_nonmembers=eval_u)
-            else:
-                attack.fit(model, known_m, known_u)
-            mine[i] = attack.evaluate(model, eval_m, eval_u, n_bootstrap=n_bootstrap, sample_ids=sample_ids)
-            shown.update(1)
-    if world > 1:
-        for part in distributed.all_gather_objects(mine):
-            mine.update(part)
-    return [mine[i] for i in range(len(built))]
 
 
 def _default_store(out_dir: str | os.PathLike | None) -> Path | None:

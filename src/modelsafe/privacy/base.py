@@ -30,6 +30,9 @@ class MembershipAttack(ABC):
     ``inference_batch_size`` is how many samples go through the target at once."""
 
     name: ClassVar[str] = ""
+    #: attributes every process of a ``torchrun`` audit sets up alike (reference models, their recipe): left out
+    #: when a fitted attack is sent from the rank that fitted it to the others
+    unsent_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, inference_batch_size: int = 512, seed: int = 0, device: str | torch.device | None = None,
                  progress: bool = False):
@@ -79,10 +82,20 @@ class MembershipAttack(ABC):
         check_disjoint(m, u, "evaluate")
         start = time.perf_counter()
         member_scores, nonmember_scores = self._score(target, m), self._score(target, u)
-        seconds = time.perf_counter() - start + (self.fit_seconds_ or 0.0)
+        return self.report(member_scores, nonmember_scores, score_seconds=time.perf_counter() - start,
+                           n_bootstrap=n_bootstrap, confidence=confidence, fpr_levels=fpr_levels, sample_ids=sample_ids)
+
+    def report(self, member_scores: np.ndarray, nonmember_scores: np.ndarray, *, score_seconds: float = 0.0,
+               n_bootstrap: int = 1000, confidence: float = 0.95, fpr_levels: Sequence[float] = FPR_LEVELS,
+               sample_ids: np.ndarray | None = None) -> MIAReport:
+        """The :class:`MIAReport` of scores this fitted attack gave held-out members (M,) and non-members (U,)
+        (what :meth:`evaluate` computes; for scores computed in parts, e.g. on several processes).
+        ``score_seconds``: the time the scoring took; the report's ``seconds`` add the fit time."""
+        self._check_fitted()
         return MIAReport.from_scores(self.label, member_scores, nonmember_scores, self.threshold_,
                                      fpr_levels=fpr_levels, n_bootstrap=n_bootstrap, confidence=confidence,
-                                     seed=self.seed, seconds=seconds, details=self.describe(), sample_ids=sample_ids)
+                                     seed=self.seed, seconds=score_seconds + (self.fit_seconds_ or 0.0),
+                                     details=self.describe(), sample_ids=sample_ids)
 
     def score_model(self, target: nn.Module, members: Samples, nonmembers: Samples) -> dict[str, float]:
         """Quick figures of the fitted attack against (a new state of) ``target``, without refitting:

@@ -5,6 +5,7 @@ IN models (trained on it) and OUT models (not); see :meth:`ReferenceModels.train
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -66,6 +67,8 @@ class OnlineReferenceAttack(MembershipAttack):
     """``references``: :class:`ReferenceModels` whose population holds every sample the attack is fitted on or
     scores; :func:`modelsafe.privacy.audit` trains them with ``model_factory`` / ``trainer`` (``num_models``,
     even) when they are not given."""
+
+    unsent_attributes: ClassVar[tuple[str, ...]] = ("references", "model_factory", "trainer")
 
     def __init__(self, *, references: ReferenceModels | None = None, model_factory: ModelFactory | None = None,
                  trainer: Trainer | None = None, num_models: int = 16, **common):

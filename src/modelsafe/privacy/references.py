@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -209,6 +210,8 @@ class UsesReferenceModels:
     """Options shared by the attacks built on reference models: either ready ``references``, or what is needed
     to train them at fit time (``population``, ``model_factory``, optional ``trainer``, ``num_models``,
     ``train_size``)."""
+
+    unsent_attributes: ClassVar[tuple[str, ...]] = ("references", "population", "model_factory", "trainer")
 
     def _init_references(self, references: ReferenceModels | None, population: Samples | None,
                          model_factory: ModelFactory | None, trainer: Trainer | None, num_models: int,
