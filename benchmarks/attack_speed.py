@@ -7,7 +7,9 @@ images per model call. Each loop here draws its randomness from the same generat
 the benchmark first checks, in float64 on a few images, that loop and library give the same images (max
 |difference| is printed): the two timings are of one algorithm.
 
-Timings alternate loop and library calls (common conditions for both) and report the best of ``--repeats``.
+Timings alternate loop and library calls (common conditions for both) and report the best of ``--repeats``,
+and the paired ratio: the geometric mean over rounds of library time / loop time within a round, with a 95%
+Student-t interval (an interval above 1 means the library is slower beyond the machine's spread).
 The model is the zoo's CNN at random initialisation (speed does not depend on its weights).
 ``tests/test_attack_speed.py`` runs this script on a few digits images and checks every float64 difference.
 
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
+import statistics
 import time
 from collections.abc import Callable
 
@@ -29,6 +33,9 @@ from modelsafe.adversarial import create_attack, rescale_official
 from modelsafe.data import load_dataset
 from modelsafe.utils import derive_seed, make_generator
 from modelsafe.workflows import init_model
+
+# two-sided 95% Student-t quantiles for 1, 2, ... 10 degrees of freedom (more: the 10-df value, conservative)
+STUDENT_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 Loop = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, float, int, int], torch.Tensor]
 
@@ -154,29 +161,42 @@ def same_algorithm(name: str, model, x, y, eps: float, steps: int) -> float:
     return (create_attack(name, model, eps=eps, steps=steps)(x, y, seed=0) - want).abs().max().item()
 
 
-def best_times(calls: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, float]:
-    """Best wall time of each call over ``repeats`` rounds, the calls alternating within a round."""
+def round_times(calls: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, list[float]]:
+    """Wall time of each call in each of ``repeats`` rounds, the calls alternating within a round."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    best = dict.fromkeys(calls, float("inf"))
+    times: dict[str, list[float]] = {key: [] for key in calls}
     for _ in range(repeats):
         for key, call in calls.items():
             sync()
             t0 = time.perf_counter()
             call()
             sync()
-            best[key] = min(best[key], time.perf_counter() - t0)
-    return best
+            times[key].append(time.perf_counter() - t0)
+    return times
+
+
+def paired_ratio(lib: list[float], loop: list[float]) -> tuple[float, float, float] | None:
+    """Geometric mean of the per-round ratios lib / loop (the two calls of a round ran back to back) and its
+    95% Student-t interval over rounds; None with fewer than two rounds."""
+    logs = [math.log(a / b) for a, b in zip(lib, loop, strict=True)]
+    if len(logs) < 2:
+        return None
+    mean, half = statistics.fmean(logs), STUDENT_T95[min(len(logs) - 1, len(STUDENT_T95)) - 1]
+    half *= statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def speed_row(name: str, model, x, y, args) -> dict:
     eps, steps, per100 = args.eps, args.steps, 100 / x.shape[0]
     attack = create_attack(name, model, eps=eps, steps=steps, chunk_size=args.chunk)
     calls = {"loop": lambda: LOOPS[name](model, x, y, eps, steps, 0), "modelsafe": lambda: attack(x, y, seed=0)}
-    best = best_times(calls, args.repeats, args.device)
+    times = round_times(calls, args.repeats, args.device)
+    best = {key: min(t) for key, t in times.items()}
     diff = same_algorithm(name, model, x[:args.check_images].cpu(), y[:args.check_images].cpu(), eps, steps)
     return {"attack": name, "grad evals / image": attack.last_compute.gradient_evaluations_per_image,
             "loop s/100": best["loop"] * per100, "modelsafe s/100": best["modelsafe"] * per100,
-            "modelsafe / loop": best["modelsafe"] / best["loop"], "float64 max |diff|": diff}
+            "modelsafe / loop": best["modelsafe"] / best["loop"],
+            "paired": paired_ratio(times["modelsafe"], times["loop"]), "float64 max |diff|": diff}
 
 
 def main() -> None:
@@ -202,12 +222,14 @@ def main() -> None:
     model, xd, yd = model.to(args.device), x.to(args.device), y.to(args.device)
     print(f"seconds per 100 images (best of {args.repeats}), {args.images} images, T={args.steps}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}, chunk_size {args.chunk or 'default'}\n")
-    print("| attack | grad evals / image | loop s/100 | modelsafe s/100 | modelsafe / loop | float64 max |diff| |")
-    print("|---|---|---|---|---|---|")
+    print("| attack | grad evals / image | loop s/100 | modelsafe s/100 | modelsafe / loop | paired ratio [95% CI] | "
+          "float64 max |diff| |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.attacks:
         r = speed_row(name, model, xd, yd, args)
+        paired = "–" if r["paired"] is None else "{:.3f} [{:.3f}, {:.3f}]".format(*r["paired"])
         print(f"| {name} | {r['grad evals / image']:.0f} | {r['loop s/100']:.2f} | {r['modelsafe s/100']:.2f} | "
-              f"{r['modelsafe / loop']:.2f} | {r['float64 max |diff|']:.1e} |", flush=True)
+              f"{r['modelsafe / loop']:.2f} | {paired} | {r['float64 max |diff|']:.1e} |", flush=True)
 
 
 if __name__ == "__main__":
