@@ -1,6 +1,7 @@
 """Compute accounting: forward and backward passes per image, counted where the surrogate runs."""
 
 import pytest
+import torch
 
 from modelsafe.adversarial import ComputeCount, Ensemble, create_attack, transfer_matrix
 from modelsafe.data import TensorData
@@ -68,3 +69,30 @@ def test_memory_saving_ensemble_with_scale_copies_equals_joint(cnn, mlp, images)
     lean = create_attack("mi-fgsm-ct", Ensemble([cnn, mlp], memory_saving=True), eps=0.1, steps=2,
                          di_prob=1.0)(images)
     assert (joint - lean).abs().max() < 1e-5
+
+
+class RowsPerCall(torch.nn.Module):
+    """Records the rows of every forward call that computes gradients (not the clean prediction)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, []
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            self.rows.append(x.shape[0])
+        return self.model(x)
+
+
+@pytest.mark.parametrize("name,batch,overrides,rows", [
+    ("mi-fgsm", 120, {}, [50, 50, 20]),                    # one view: 50 images per call on the CPU
+    ("smi-fgrm", 30, {"samples": 2}, [50, 40]),             # 3 points x 30 images, still 50 per call
+    ("bsr", 30, {"copies": 3}, [60, 30]),                   # several views: whole views of the batch (2 per call)
+    ("bsr", 70, {"copies": 2}, [70, 70]),                   # one whole view per call
+    ("bsr", 30, {"copies": 3, "chunk_size": 7}, [7] * 12 + [6]),  # an explicit chunk_size wins
+])
+def test_rows_per_model_call_on_the_cpu(cnn, name, batch, overrides, rows):
+    spy = RowsPerCall(cnn)
+    x = torch.rand(batch, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    create_attack(name, spy, eps=0.1, steps=1, **overrides)(x, torch.zeros(batch, dtype=torch.long))
+    assert spy.rows == rows
