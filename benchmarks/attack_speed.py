@@ -28,14 +28,12 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import t as student_t
 
 from modelsafe.adversarial import create_attack, rescale_official
 from modelsafe.data import load_dataset
 from modelsafe.utils import derive_seed, make_generator
 from modelsafe.workflows import init_model
-
-# two-sided 95% Student-t quantiles for 1, 2, ... 10 degrees of freedom (more: the 10-df value, conservative)
-STUDENT_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 Loop = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, float, int, int], torch.Tensor]
 
@@ -181,8 +179,8 @@ def paired_ratio(lib: list[float], loop: list[float]) -> tuple[float, float, flo
     logs = [math.log(a / b) for a, b in zip(lib, loop, strict=True)]
     if len(logs) < 2:
         return None
-    mean, half = statistics.fmean(logs), STUDENT_T95[min(len(logs) - 1, len(STUDENT_T95)) - 1]
-    half *= statistics.stdev(logs) / math.sqrt(len(logs))
+    mean = statistics.fmean(logs)
+    half = float(student_t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 

@@ -32,5 +32,5 @@ def test_paired_ratio_is_the_geometric_mean_of_round_ratios_with_a_t_interval():
     assert paired_ratio([2.0], [1.0]) is None
     mean, low, high = paired_ratio([2.0, 8.0], [1.0, 2.0])  # ratios 2 and 4
     assert abs(mean - 8 ** 0.5) < 1e-12
-    half = 12.706 * math.log(2) / 2  # t(1 df) * stdev(log 2, log 4) / sqrt(2 rounds)
-    assert abs(math.log(high) - math.log(mean) - half) < 1e-9 and abs(math.log(mean) - math.log(low) - half) < 1e-9
+    half = 12.7062047 * math.log(2) / 2  # t(0.975, 1 df) * stdev(log 2, log 4) / sqrt(2 rounds)
+    assert abs(math.log(high) - math.log(mean) - half) < 1e-6 and abs(math.log(mean) - math.log(low) - half) < 1e-6

@@ -9,7 +9,7 @@ from modelsafe.data.info import TensorData
 from modelsafe.errors import ModelsafeError
 from modelsafe.privacy import ReferenceModels, create_mia
 from modelsafe.privacy.references import FitTrainer
-from modelsafe.privacy.sharded import _interleave, fitted_state, load_fitted_state, placement
+from modelsafe.privacy.sharded import _fitted_state, _interleave, _load_fitted_state, placement
 from modelsafe.training import TrainConfig
 
 from .conftest import tabular_model
@@ -42,7 +42,7 @@ def test_a_sent_attack_scored_in_shares_equals_the_fitted_attack_scoring_everyth
     fitted = make(label).fit(m.target, m.known_members, m.known_nonmembers)
     receiver = make(label)
     own_references = getattr(receiver, "references", None)
-    load_fitted_state(receiver, fitted_state(fitted), torch.device("cpu"))
+    _load_fitted_state(receiver, _fitted_state(fitted), torch.device("cpu"))
     assert receiver.threshold_ == fitted.threshold_ and receiver.fit_seconds_ == fitted.fit_seconds_
     if own_references is not None:  # reference models are not sent: every rank has its own
         assert receiver.references is own_references
@@ -65,7 +65,7 @@ def test_device_attributes_and_accelerator_storages_land_on_the_receiving_device
     fitted = make("blackbox-nn").fit(m.target, m.known_members, m.known_nonmembers)
     fitted.device_ = torch.device("cuda", 0)  # as if fitted on another rank's GPU
     receiver = make("blackbox-nn")
-    load_fitted_state(receiver, fitted_state(fitted), torch.device("cpu"))
+    _load_fitted_state(receiver, _fitted_state(fitted), torch.device("cpu"))
     assert receiver.device_ == torch.device("cpu") and receiver.device == fitted.device
     storage = torch.ones(3).untyped_storage()
     place = placement(torch.device("cpu"))
@@ -78,4 +78,4 @@ def test_an_attack_that_cannot_be_sent_is_an_error_naming_it(setting):
     attack = make("loss").fit(m.target, m.known_members, m.known_nonmembers)
     attack.hook = lambda x: x
     with pytest.raises(ModelsafeError, match="attack 'loss' cannot be sent to the other ranks.*unsent_attributes"):
-        fitted_state(attack)
+        _fitted_state(attack)

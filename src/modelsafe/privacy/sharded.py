@@ -1,7 +1,7 @@
 """An audit's attacks on the processes of a ``torchrun`` job (one process works alone, unchanged).
 
 Rank r fits attacks r, r + W, ... (W processes; each attack has its own seed, so its fit is that of one process).
-Each fitted attack is then sent to every rank (:func:`fitted_state` / :func:`load_fitted_state`, tensors placed
+Each fitted attack is then sent to every rank (``_fitted_state`` / ``_load_fitted_state``, tensors placed
 on the receiving rank's device), every rank scores its share of the evaluation samples (members and
 non-members ``rank::W``) with every attack, and the rank that fitted an attack turns the gathered scores into
 its report. Every attack scores each sample on its own, so the shares put together are the scores of one
@@ -71,11 +71,11 @@ def _fit(attack: MembershipAttack, model: nn.Module, data: tuple) -> None:
 
 def _share_fitted(built: list[MembershipAttack], owned: range, device: torch.device) -> None:
     """Give every rank every fitted attack: each rank sends those it fitted and loads the others'."""
-    payloads = distributed.all_gather_objects({i: fitted_state(built[i]) for i in owned})
+    payloads = distributed.all_gather_objects({i: _fitted_state(built[i]) for i in owned})
     for part in payloads:
         for i, payload in part.items():
             if i not in owned:
-                load_fitted_state(built[i], payload, device)
+                _load_fitted_state(built[i], payload, device)
 
 
 def _score_share(attack: MembershipAttack, model: nn.Module, members: TensorData, nonmembers: TensorData,
@@ -104,10 +104,11 @@ def _interleave(shares: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def fitted_state(attack: MembershipAttack) -> bytes:
+def _fitted_state(attack: MembershipAttack) -> bytes:
     """The fitted ``attack`` as bytes for another process of the same job: every attribute except its
-    ``unsent_attributes`` (which every rank sets up alike) and :data:`LOCAL_ATTRIBUTES`, tensors, networks and optimizers included. An
-    attribute that cannot be serialised (e.g. a lambda) is an error naming the attack."""
+    ``unsent_attributes`` (which every rank sets up alike) and :data:`LOCAL_ATTRIBUTES`, tensors, networks and
+    optimizers included. An attribute that cannot be serialised (e.g. a lambda) is an error naming the
+    attack."""
     kept = (*LOCAL_ATTRIBUTES, *attack.unsent_attributes)
     state = {k: v for k, v in vars(attack).items() if k not in kept}
     buffer = io.BytesIO()
@@ -120,11 +121,11 @@ def fitted_state(attack: MembershipAttack) -> bytes:
     return buffer.getvalue()
 
 
-def load_fitted_state(attack: MembershipAttack, payload: bytes, device: torch.device) -> None:
-    """Make ``attack`` (built like the sender's) the fitted attack of :func:`fitted_state`. Tensors that were on
+def _load_fitted_state(attack: MembershipAttack, payload: bytes, device: torch.device) -> None:
+    """Make ``attack`` (built like the sender's) the fitted attack of ``_fitted_state``. Tensors that were on
     an accelerator are placed on ``device`` (this rank's), CPU tensors stay on the CPU. The bytes come from
-    another rank of this job, as with every object collective of ``torch.distributed``, hence the full
-    unpickling. Top-level device attributes on an accelerator (e.g. where a learned attack keeps its network)
+    another rank of this job (never from a file or a user), as with every object collective of
+    ``torch.distributed``, hence the full unpickling; private, so that nothing else can feed it bytes. Top-level device attributes on an accelerator (e.g. where a learned attack keeps its network)
     become ``device``."""
     state = torch.load(io.BytesIO(payload), map_location=placement(device), weights_only=False)
     vars(attack).update({k: device if isinstance(v, torch.device) and v.type != "cpu" else v
