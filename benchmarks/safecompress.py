@@ -67,7 +67,8 @@ def main() -> None:
                         help="selection weight w of accuracy − w·risk for the selecting methods (0 = accuracy only; "
                              "default: the library's)")
     parser.add_argument("--risk", default=None, choices=["advantage", "auc", "gap"],
-                        help="how the safety tests turn their held-out scores into a risk (default: the library's)")
+                        help="how the selecting methods' safety tests turn their held-out scores into a risk (default: "
+                             "the library's; accuracy-safecompress ignores risks)")
     parser.add_argument("--holdout-fraction", type=float, default=None,
                         help="share of the attacker-known sets held out to score candidates (default: the library's)")
     parser.add_argument("--tests", nargs="+", default=None,
@@ -128,9 +129,8 @@ def main() -> None:
 
 def _method_options(args: argparse.Namespace) -> dict:
     shared = {"minmax_lambda": args.minmax_lambda}
-    for key in ("risk", "holdout_fraction"):
-        if getattr(args, key) is not None:
-            shared[key] = getattr(args, key)
+    if args.holdout_fraction is not None:
+        shared["holdout_fraction"] = args.holdout_fraction
     if args.candidates:
         shared["candidates"] = tuple(args.candidates)
     extra = {"safecompress": shared, "dp": {"noise_multiplier": args.noise_multiplier, "max_grad_norm": 1.0}}
@@ -140,9 +140,10 @@ def _method_options(args: argparse.Namespace) -> dict:
     if args.probe_steps is not None:
         for name in (*SELECTING, "accuracy-safecompress"):
             extra.setdefault(f"safecompress:{name}", {})["probe_steps"] = args.probe_steps
-    if args.objective_weight is not None:
-        for name in SELECTING:
-            extra.setdefault(f"safecompress:{name}", {})["objective_weight"] = args.objective_weight
+    for key in ("objective_weight", "risk"):  # the selection rule: accuracy-safecompress ignores both
+        if getattr(args, key) is not None:
+            for name in SELECTING:
+                extra.setdefault(f"safecompress:{name}", {})[key] = getattr(args, key)
     return extra
 
 
