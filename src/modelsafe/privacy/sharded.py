@@ -125,8 +125,9 @@ def _load_fitted_state(attack: MembershipAttack, payload: bytes, device: torch.d
     """Make ``attack`` (built like the sender's) the fitted attack of ``_fitted_state``. Tensors that were on
     an accelerator are placed on ``device`` (this rank's), CPU tensors stay on the CPU. The bytes come from
     another rank of this job (never from a file or a user), as with every object collective of
-    ``torch.distributed``, hence the full unpickling; private, so that nothing else can feed it bytes. Top-level device attributes on an accelerator (e.g. where a learned attack keeps its network)
-    become ``device``."""
+    ``torch.distributed``, hence the full unpickling; private, so that nothing else can feed it bytes.
+    Top-level device attributes on an accelerator (e.g. where a learned attack keeps its network) become
+    ``device``."""
     state = torch.load(io.BytesIO(payload), map_location=placement(device), weights_only=False)
     vars(attack).update({k: device if isinstance(v, torch.device) and v.type != "cpu" else v
                          for k, v in state.items()})
