@@ -81,7 +81,11 @@ def main() -> None:
     parser.add_argument("--probe-steps", type=int, default=None,
                         help="fine-tuning steps of each candidate before it is scored (library default 5)")
     parser.add_argument("--candidates", nargs="+", default=None,
-                        help="candidate strategies of the selection, 'prune/grow[#seed][@xM]' (default: the library's)")
+                        help="candidate strategies of the selecting methods and accuracy-safecompress, "
+                             "'prune/grow[#seed][@xM][~L]' (default: the library's)")
+    parser.add_argument("--keep-probe", action="store_true",
+                        help="the chosen candidate's probed weights continue (the selecting methods and "
+                             "accuracy-safecompress); needed by candidates with a probe defence weight '~L'")
     parser.add_argument("--bmia-audit-epochs", type=int, default=100,
                         help="epochs of each fresh black-box audit attacker (best epoch chosen on its validation part)")
     parser.add_argument("--bmia-audit-repeats", type=int, default=3,
@@ -131,15 +135,16 @@ def _method_options(args: argparse.Namespace) -> dict:
     shared = {"minmax_lambda": args.minmax_lambda}
     if args.holdout_fraction is not None:
         shared["holdout_fraction"] = args.holdout_fraction
-    if args.candidates:
-        shared["candidates"] = tuple(args.candidates)
     extra = {"safecompress": shared, "dp": {"noise_multiplier": args.noise_multiplier, "max_grad_norm": 1.0}}
     for name in ("bmia-safecompress", "accuracy-safecompress", "mia-safecompress"):
         if args.tests:
             extra.setdefault(f"safecompress:{name}", {})["tests"] = tuple(args.tests)
-    if args.probe_steps is not None:
-        for name in (*SELECTING, "accuracy-safecompress"):
-            extra.setdefault(f"safecompress:{name}", {})["probe_steps"] = args.probe_steps
+    probing = {"probe_steps": args.probe_steps, "keep_probe": args.keep_probe or None,
+               "candidates": tuple(args.candidates) if args.candidates else None}
+    for key, value in probing.items():  # the selecting methods and their accuracy-only ablation alike
+        if value is not None:
+            for name in (*SELECTING, "accuracy-safecompress"):
+                extra.setdefault(f"safecompress:{name}", {})[key] = value
     for key in ("objective_weight", "risk"):  # the selection rule: accuracy-safecompress ignores both
         if getattr(args, key) is not None:
             for name in SELECTING:

@@ -423,7 +423,7 @@ def test_torchrun_compress_writes_one_run_folder(tmp_path):
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["density"] == pytest.approx(0.1, abs=1e-3)
 
 
-def _safecompress_run(make_blobs, run_dir: Path | None = None):
+def _safecompress_run(make_blobs, run_dir: Path | None = None, **changes):
     from modelsafe.compress.safecompress import SafeCompressConfig, run_safecompress
     from modelsafe.data import Dataset, MembershipSplit, SplitSpec
     from modelsafe.models import create_model_for
@@ -439,7 +439,7 @@ def _safecompress_run(make_blobs, run_dir: Path | None = None):
     model = create_model_for("cnn", data.info, width=0.5).double()
     config = SafeCompressConfig(density=0.2, tests=("bmia", "wmia"), update_interval=6, refresh_steps=5,
                                 attacker_batch_size=16, probe_steps=2, validation_samples=60, minmax_start=0.3,
-                                update_end=0.9)
+                                update_end=0.9, **changes)
     result = run_safecompress(model, data, split, config, TrainConfig(epochs=3, batch_size=32, lr=0.05),
                               progress=False, run_dir=run_dir)
     return model, result
@@ -462,6 +462,12 @@ def _same_floats(got, want, path: str = "") -> None:
         assert got == want, path
 
 
+# kept probes, one candidate with a probe defence: the chosen candidate's weights travel from the rank that
+# probed it (candidates 1 and 3 are probed on rank 1)
+KEPT = dict(keep_probe=True, candidates=("magnitude/gradient", "magnitude/momentum~2", "magnitude/random",
+                                         "magnitude/random#1~2"))
+
+
 def _safecompress_worker(rank: int, tmp: Path) -> None:
     import numpy as np
 
@@ -472,16 +478,16 @@ def _safecompress_worker(rank: int, tmp: Path) -> None:
     sharded, checked = SafeCompress._score_all, []
 
     def spy(self, candidates, batches):
-        got = sharded(self, candidates, batches)
+        got, probed = sharded(self, candidates, batches)
         with distributed.alone():
-            want = [self._score(c, batches) for c in candidates]  # every candidate on this rank, in order
+            want = [self._score(i, c, batches)[:2] for i, c in enumerate(candidates)]  # all of them, on this rank
         for (row, samples), (row_ref, samples_ref) in zip(got, want, strict=True):
             assert row == row_ref
             for name in samples_ref:
                 for part, part_ref in zip(samples[name], samples_ref[name], strict=True):
                     np.testing.assert_array_equal(part, part_ref)
         checked.append(len(candidates))
-        return got
+        return got, probed
 
     from modelsafe.compress.safety import MIASafetyTest
 
@@ -492,14 +498,15 @@ def _safecompress_worker(rank: int, tmp: Path) -> None:
         refresh(self, model)
 
     SafeCompress._score_all, MIASafetyTest.refresh = spy, counting_refresh
-    model, result = _safecompress_run(make_blobs)
+    model, result = _safecompress_run(make_blobs, **KEPT)
     assert len(checked) == result["selections"] >= 2 and min(checked) > WORLD
+    assert {e["chosen"] % WORLD for e in result["log"]} == {0, 1}  # kept weights came from either rank
     # rank 0 alone trains the attackers at a refresh; the other ranks take its state
     assert (len(refreshed) > 0) if rank == 0 else refreshed == []
     SafeCompress._score_all, MIASafetyTest.refresh = sharded, refresh
     if rank == 0:
         with distributed.alone():
-            alone_model, alone_result = _safecompress_run(make_blobs)
+            alone_model, alone_result = _safecompress_run(make_blobs, **KEPT)
         _same_floats(result["log"], alone_result["log"])
         for (name, p), q in zip(model.state_dict().items(), alone_model.state_dict().values(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11, msg=name)

@@ -17,7 +17,7 @@ def _benchmark():
 
 def _args(**changes) -> argparse.Namespace:
     base = dict(minmax_lambda=1.0, risk=None, holdout_fraction=None, candidates=None, tests=None,
-                probe_steps=None, objective_weight=None, noise_multiplier=1.0)
+                probe_steps=None, keep_probe=False, objective_weight=None, noise_multiplier=1.0)
     return argparse.Namespace(**{**base, **changes})
 
 
@@ -37,3 +37,15 @@ def test_no_rule_options_leave_the_library_defaults():
     extra = _benchmark()._method_options(_args())
     assert set(extra) == {"safecompress", "dp"}
     assert extra["safecompress"] == {"minmax_lambda": 1.0}
+
+
+def test_probing_options_reach_the_selecting_methods_and_their_accuracy_only_ablation_only():
+    bench = _benchmark()
+    candidates = ["magnitude/gradient", "magnitude/gradient~3"]
+    extra = bench._method_options(_args(keep_probe=True, candidates=candidates))
+    for name in (*bench.SELECTING, "accuracy-safecompress"):
+        assert extra[f"safecompress:{name}"]["keep_probe"] is True
+        assert extra[f"safecompress:{name}"]["candidates"] == tuple(candidates)
+    # advreg-sparse (one candidate, no selection) must not receive them through the shared options
+    assert "candidates" not in extra["safecompress"] and "keep_probe" not in extra["safecompress"]
+    assert "safecompress:advreg-sparse" not in extra

@@ -95,7 +95,7 @@ def test_identical_candidates_get_identical_rows(problem):
     for group in sc._state.optimizer.param_groups:  # fit() ended at lr 0; probes train at the run's lr mid-run
         group["lr"] = 0.05
     candidate = sc.engine.propose([Strategy("magnitude", "random", drop_fraction=0.3)])[0]
-    out = sc._choose([candidate, candidate, candidate])
+    out, _ = sc._choose([candidate, candidate, candidate])
     rows = out["candidates"]
     assert rows[0] == rows[1] == rows[2]
     assert not out["differs_from_most_accurate"] and out["chosen"] == 0
@@ -105,7 +105,7 @@ def test_identical_candidates_get_identical_rows(problem):
     other = [probe_batches(sc.members, 2, 32, seed) for seed in (1, 2)]
     scores = []
     for batches in other:
-        row, _ = sc._score(candidate, batches)
+        row, _, _ = sc._score(0, candidate, batches)
         scores.append((row["accuracy"], row["tests"]["bmia"]["gap"]))
     assert scores[0] != scores[1]
 
@@ -119,7 +119,7 @@ def test_candidates_of_a_model_with_dropout_are_probed_with_one_random_stream(pr
         group["lr"] = 0.05
     candidate = sc.engine.propose([Strategy("magnitude", "random", drop_fraction=0.3)])[0]
     before = torch.random.get_rng_state()
-    rows = sc._choose([candidate, candidate])["candidates"]
+    rows = sc._choose([candidate, candidate])[0]["candidates"]
     assert rows[0] == rows[1]  # the same dropout draws for both probes, whatever their order
     assert torch.equal(torch.random.get_rng_state(), before)  # and the run's own stream is left as it was
 
@@ -185,7 +185,7 @@ def test_selection_rejects_a_candidate_that_keeps_a_memorising_subnetwork(proble
     leaky = dict(ones)  # memoriser on, g whole
     zero = {n: torch.zeros_like(m) for n, m in ones.items()}
     candidates = [Candidate(Strategy("magnitude", "random"), 0, 0.0, masks, zero) for masks in (leaky, safe)]
-    out = sc._choose(candidates)
+    out, _ = sc._choose(candidates)
     rows = out["candidates"]
     assert rows[0]["accuracy"] >= rows[1]["accuracy"]  # the leaking candidate is at least as accurate ...
     assert rows[0]["risks"]["bmia"] > rows[1]["risks"]["bmia"] + 0.2  # ... and the test sees its leak
@@ -256,7 +256,7 @@ def test_probing_leaves_the_live_model_and_optimizer_untouched(problem):
     before = {k: v.clone() for k, v in sc.engine.model.state_dict().items()}
     momentum = [opt.state[p]["momentum_buffer"].clone() for g in opt.param_groups for p in g["params"]]
     candidate = sc.engine.propose([Strategy("magnitude", "random", drop_fraction=0.3)])[0]
-    sc._score(candidate, probe_batches(sc.members, 3, 32, 0))
+    sc._score(0, candidate, probe_batches(sc.members, 3, 32, 0))
     assert all(torch.equal(v, sc.engine.model.state_dict()[k]) for k, v in before.items())
     after = [opt.state[p]["momentum_buffer"] for g in opt.param_groups for p in g["params"]]
     assert all(torch.equal(a, b) for a, b in zip(momentum, after, strict=True))

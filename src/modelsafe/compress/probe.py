@@ -4,12 +4,15 @@ Regrown weights start at zero, so candidates that prune alike compute the same f
 mask update; a few steps of training show what each mask leads to. Every candidate of one update is probed
 with the run's own optimizer (class, hyper-parameters, current learning rate and state, zeroed where the
 candidate's mask is off) on the *same* batches in the same order, so two candidates with identical masks end
-with identical weights: the differences the selection sees come from the masks alone.
+with identical weights: the differences the selection sees come from the masks alone (and from a
+candidate's own probe defence term, when it has one). A kept probe (``keep_probe``) hands the chosen copy's
+weights and optimizer state back to the live run.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,12 +54,17 @@ def probe_optimizer(live: torch.optim.Optimizer, model: nn.Module,
     return opt
 
 
+DefenceTerm = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def probe(model: nn.Module, masks: dict[str, torch.Tensor], live: torch.optim.Optimizer, data: TensorData,
           batches: list[torch.Tensor], *, device: torch.device, label_smoothing: float = 0.0,
-          autocast: bool = False) -> nn.Module:
+          autocast: bool = False, defence: DefenceTerm | None = None) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Fine-tune ``model`` (a candidate copy) in place on ``batches`` of ``data`` with a probe optimizer made
-    from ``live``, re-applying ``masks`` (bool, by parameter name) after every step; returns it in eval
-    mode. ``autocast``: forward and loss under bfloat16 autocast, as the run's own steps."""
+    from ``live``, re-applying ``masks`` (bool, by parameter name) after every step; returns the model in eval
+    mode and the probe optimizer (whose state a kept probe hands back to the live run). ``autocast``: forward
+    and loss under bfloat16 autocast, as the run's own steps. ``defence(model, inputs, labels, logits)``: a
+    term added to each step's cross-entropy (a frozen attacker's weighted min-max term)."""
     params = dict(model.named_parameters())
     masks = {name: mask.to(params[name].device) for name, mask in masks.items()}
     opt = probe_optimizer(live, model, masks)
@@ -66,10 +74,14 @@ def probe(model: nn.Module, masks: dict[str, torch.Tensor], live: torch.optim.Op
         x, y = batch_layout(data.features(idx).to(device), nhwc), data.y[idx].to(device)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if defence is not None:
+            with torch.autocast(device.type, enabled=False):
+                loss = loss + defence(model, x, y, logits.float())
         loss.backward()
         opt.step()
         with torch.no_grad():
             for name, mask in masks.items():
                 params[name].mul_(mask)
-    return model.eval()
+    return model.eval(), opt

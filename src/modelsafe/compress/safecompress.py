@@ -81,25 +81,31 @@ from modelsafe.utils import derive_seed, make_generator
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """A candidate strategy written ``"prune/grow[#seed][@xM]"``: prune and grow rules, a seed for random
-    choices, and a multiplier M of the scheduled drop fraction (capped at 1)."""
+    """A candidate strategy written ``"prune/grow[#seed][@xM][~L]"``: prune and grow rules, a seed for random
+    choices, a multiplier M of the scheduled drop fraction (capped at 1) and a probe defence weight L (the
+    candidate's probe adds L times the safety tests' min-max term; only with ``keep_probe``)."""
 
     strategy: Strategy
     multiplier: float = 1.0
+    defence: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> CandidateSpec:
-        body, _, mult = text.partition("@x")
+        body, tilde, weight = text.partition("~")
+        body, _, mult = body.partition("@x")
         body, _, seed = body.partition("#")
         try:
             multiplier = float(mult) if mult else 1.0
             seed_value = int(seed) if seed else 0
+            defence = float(weight) if tilde else 0.0
         except ValueError:
-            raise ModelsafeError(f"bad candidate strategy {text!r}; expected 'prune/grow[#seed][@xM]'") from None
+            raise ModelsafeError(f"bad candidate strategy {text!r}; expected 'prune/grow[#seed][@xM][~L]'") from None
         if multiplier <= 0:
             raise ModelsafeError(f"candidate {text!r}: the drop-fraction multiplier must be > 0")
+        if not math.isfinite(defence) or defence < 0:
+            raise ModelsafeError(f"candidate {text!r}: the probe defence weight L must be a finite number >= 0")
         base = Strategy.coerce(body)
-        return cls(Strategy(base.prune, base.grow, seed_value), multiplier)
+        return cls(Strategy(base.prune, base.grow, seed_value), multiplier, defence)
 
     def at(self, fraction: float) -> Strategy:
         if self.multiplier == 1.0:
@@ -122,7 +128,10 @@ class SafeCompressConfig:
     kept out of attacker training to score candidates on. ``prediction``: what the black-box attacker sees
     (``probabilities`` or the official code's ``logits``). ``bootstrap_rounds``: paired-bootstrap resamples
     behind the logged standard errors. ``gap_samples``: attacker-training samples per set behind the
-    ``gap_grad`` signal of privacy-aware candidates (``"magnitude-gap/gradient"``)."""
+    ``gap_grad`` signal of privacy-aware candidates (``"magnitude-gap/gradient"``). ``keep_probe``: the chosen
+    candidate's probed weights and optimizer state replace the live ones (the probe becomes part of training,
+    ``probe_steps`` extra steps per update), so that candidates may also differ by their probe's defence
+    weight (``"~L"``); off, the probes only inform the choice and the live run continues from the chosen mask."""
 
     density: float = 0.05
     tests: tuple[str, ...] = ("bmia",)
@@ -151,6 +160,7 @@ class SafeCompressConfig:
     validation_samples: int = 1000
     bootstrap_rounds: int = 200
     gap_samples: int = 512
+    keep_probe: bool = False
 
     def __post_init__(self) -> None:
         check_density(self.density)
@@ -161,6 +171,7 @@ class SafeCompressConfig:
             raise ModelsafeError("select=False takes exactly one candidate strategy (nothing would choose)")
         if self.select:
             _check_selectable(self, specs)
+        _check_probe_defence(self, specs)
         if self.minmax and not self.tests:
             raise ModelsafeError("the min-max phase needs at least one safety test (its attackers)")
         for name in self.tests:
@@ -200,10 +211,25 @@ def _check_selectable(cfg: SafeCompressConfig, specs: list[CandidateSpec]) -> No
     for spec in specs:
         st = spec.strategy
         random = st.prune in _RANDOM_RULES or st.grow in _RANDOM_RULES
-        keys.append((st.prune, st.grow, spec.multiplier, st.seed if random else None))
+        keys.append((st.prune, st.grow, spec.multiplier, spec.defence, st.seed if random else None))
     if len(set(keys)) < len(keys):
         raise ModelsafeError(f"candidate strategies {list(cfg.candidates)} include two that always give the same "
                              "mask (deterministic rules differ only by a '#seed'); make them differ")
+
+
+def _check_probe_defence(cfg: SafeCompressConfig, specs: list[CandidateSpec]) -> None:
+    """Kept probes need a selection; a probe defence weight needs kept probes and a learned attacker."""
+    if cfg.keep_probe and not cfg.select:
+        raise ModelsafeError("keep_probe=True needs select=True (without selection no candidate is probed)")
+    weighted = [c for c, spec in zip(cfg.candidates, specs, strict=True) if spec.defence]
+    if not weighted:
+        return
+    if not cfg.keep_probe:
+        raise ModelsafeError(f"candidates {weighted} carry a probe defence weight '~L', which only matters when the "
+                             "probed weights are kept: set keep_probe=True")
+    if not set(cfg.tests) & {"bmia", "wmia"}:
+        raise ModelsafeError(f"candidates {weighted} carry a probe defence weight '~L', which needs a learned "
+                             "attacker among the tests ('bmia' or 'wmia')")
 
 
 # Named configurations. BMIA/WMIA/MMIA follow the TSE paper's instances; the rest are baselines and
@@ -342,16 +368,51 @@ class SafeCompress(Callback):
         signals = {"gap_grad": self._gap_gradient()} if any(s.strategy.prune in GAP_RULES for s in self.specs) else None
         candidates = engine.propose([spec.at(fraction) for spec in self.specs], signals=signals)
         entry: dict = {"step": engine.step_count, "drop_fraction": fraction}
+        probed: dict[int, tuple[nn.Module, torch.optim.Optimizer]] = {}
         if self.config.select:
-            entry.update(self._choose(candidates))
+            choice, probed = self._choose(candidates)
+            entry.update(choice)
         else:
-            entry.update(chosen=0, candidates=[{"strategy": candidates[0].strategy.describe()}])
-        entry["chosen_strategy"] = candidates[entry["chosen"]].strategy.describe()
-        engine.apply(candidates[entry["chosen"]])
+            entry.update(chosen=0, candidates=[{"strategy": self._describe(0, candidates[0])}])
+        chosen = entry["chosen"]
+        entry["chosen_strategy"] = self._describe(chosen, candidates[chosen])
+        engine.apply(candidates[chosen])
+        if self.config.keep_probe:
+            self._adopt(chosen, probed.get(chosen))
         entry["applied_masks_sha"] = masks_digest(engine.masks)
         distributed.check_same(entry["applied_masks_sha"], "the applied SafeCompress masks")
         entry["seconds"] = time.perf_counter() - start
         self.log.append(entry)
+
+    def _describe(self, index: int, candidate: Candidate) -> str:
+        text = candidate.strategy.describe()
+        weight = self.specs[index].defence
+        return f"{text}~{weight:g}" if weight else text
+
+    def _adopt(self, chosen: int, probed: tuple[nn.Module, torch.optim.Optimizer] | None) -> None:
+        """Give the live model and optimizer the chosen candidate's probed weights, buffers and optimizer state
+        (``keep_probe``). Under ``torchrun`` the rank that probed the candidate sends them to the others."""
+        state = None if probed is None else (probed[0].state_dict(), probed[1].state_dict())
+        if distributed.active():
+            state = distributed.broadcast_object(state, src=chosen % distributed.world_size())
+        weights, opt_state = state
+        model = self.engine.model
+        with torch.no_grad():
+            for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+                if name in weights:
+                    tensor.copy_(weights[name])
+        self._state.optimizer.load_state_dict(opt_state)
+
+    def _probe_defence(self, weight: float):
+        """The probe's extra loss ``weight · Σ_j defence term_j`` against the tests' current (frozen) attackers,
+        or None for a plain probe."""
+        if not weight:
+            return None
+
+        def term(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor):
+            parts = [t.defence_loss(model, inputs, labels, logits) for t in self.tests]
+            return weight * torch.stack([p for p in parts if p is not None]).sum()
+        return term
 
     def _gap_gradient(self) -> dict[str, torch.Tensor]:
         """∂G/∂w for the sparse weights, G = mean CE(attacker non-members) − mean CE(attacker members), on up to
@@ -372,7 +433,7 @@ class SafeCompress(Callback):
         step = self.engine.step_count
         batches = probe_batches(self.members, self.config.probe_steps, self._state.config.batch_size,
                                 derive_seed(self.seed, "safecompress-probe", step))
-        scored = self._score_all(candidates, batches)
+        scored, probed = self._score_all(candidates, batches)
         rows = [row for row, _ in scored]
         best, most_accurate = select(rows, self.objective), select(rows, Objective(0.0))
         resolution = {}
@@ -383,22 +444,29 @@ class SafeCompress(Callback):
                 samples = [s[test.name] for _, s in scored]
                 resolution[test.name] = {stat: boot.resolution(samples, stat, [test.threshold] * len(samples),
                                                                 most_accurate) for stat in RISK_STATISTICS}
-        return {"chosen": best, "most_accurate": most_accurate, "differs_from_most_accurate": best != most_accurate,
-                "candidates": rows, "resolution": resolution}
+        choice = {"chosen": best, "most_accurate": most_accurate, "differs_from_most_accurate": best != most_accurate,
+                  "candidates": rows, "resolution": resolution}
+        return choice, probed
 
-    def _score_all(self, candidates: list[Candidate], batches: list[torch.Tensor]) -> list[tuple[dict, dict]]:
-        """Every candidate's (log row, held-out scores by test), in candidate order. Under ``torchrun`` rank r
-        scores candidates r, r + world, ... on its own and every rank receives all of them; each candidate's
-        score depends on nothing but the candidate, so the result is that of one process."""
+    def _score_all(self, candidates: list[Candidate],
+                   batches: list[torch.Tensor]) -> tuple[list[tuple[dict, dict]], dict[int, tuple]]:
+        """Every candidate's (log row, held-out scores by test), in candidate order, and this rank's probed
+        (model, optimizer) by candidate index when ``keep_probe`` (else empty). Under ``torchrun`` rank r scores
+        candidates r, r + world, ... on its own and every rank receives all rows; each candidate's score
+        depends on nothing but the candidate, so the result is that of one process."""
         world, rank = distributed.world_size(), distributed.rank()
         with distributed.alone():
-            mine = {i: self._score(c, batches) for i, c in enumerate(candidates) if i % world == rank}
+            local = {i: self._score(i, c, batches) for i, c in enumerate(candidates) if i % world == rank}
+        mine = {i: (row, samples) for i, (row, samples, _) in local.items()}
+        probed = {i: kept for i, (_, _, kept) in local.items() if kept is not None}
         if world > 1:
             for part in distributed.all_gather_objects(mine):
                 mine.update(part)
-        return [mine[i] for i in range(len(candidates))]
+        return [mine[i] for i in range(len(candidates))], probed
 
-    def _score(self, candidate: Candidate, batches: list[torch.Tensor]) -> tuple[dict, dict]:
+    def _score(self, index: int, candidate: Candidate, batches: list[torch.Tensor]) -> tuple[dict, dict, tuple | None]:
+        """One candidate probed and scored: its log row, its held-out scores by test, and (``keep_probe``) the
+        probed model and optimizer."""
         model = self.engine.candidate_model(candidate)
         device = self._state.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -407,8 +475,10 @@ class SafeCompress(Callback):
             if device.type == "cuda":
                 with torch.cuda.device(device):
                     torch.cuda.manual_seed(rng_seed)
-            probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=device,
-                  label_smoothing=self._state.config.label_smoothing, autocast=self._state.config.autocast)
+            model, opt = probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=device,
+                               label_smoothing=self._state.config.label_smoothing,
+                               autocast=self._state.config.autocast,
+                               defence=self._probe_defence(self.specs[index].defence))
         accuracy = evaluate(model, self.validation, device=self._state.device)["accuracy"]
         figures, samples = {}, {}
         for test in self.tests:
@@ -417,11 +487,11 @@ class SafeCompress(Callback):
                 figures[test.name] = test.figures(*samples[test.name])
             else:
                 figures[test.name] = test.score(model)
-        row = {"strategy": candidate.strategy.describe(), "drop_fraction": candidate.drop_fraction,
+        row = {"strategy": self._describe(index, candidate), "drop_fraction": candidate.drop_fraction,
                "masks_sha": masks_digest(candidate.masks), "accuracy": accuracy,
                "risks": {k: v["risk"] for k, v in figures.items()}, "tests": figures}
         row["objective"] = self.objective(row["accuracy"], row["risks"])
-        return row, samples
+        return row, samples, (model, opt) if self.config.keep_probe else None
 
     # ---------------------------------------------------------------- resume
     def state_dict(self) -> dict:
