@@ -75,6 +75,38 @@ def test_callback_loss_hook_changes_training(blobs):
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # all steps replaced
+def test_replaced_steps_are_passed_over_but_counted(blobs):
+    class Replace(Callback):  # takes steps 4..(4 + n) on the run's behalf, as a kept probe would
+        def __init__(self, start, n):
+            self.start, self.n, self.live, self.after, self.lrs = start, n, 0, 0, []
+
+        def replaces_step(self, state):
+            return self.start <= state.step < self.start + self.n
+
+        def before_optimizer_step(self, state):
+            self.live += 1
+
+        def after_optimizer_step(self, state):
+            self.after += 1
+            self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+    plain, replaced = Replace(0, 0), Replace(4, 3)
+    a, b = model_for(blobs), model_for(blobs)
+    fit(a, blobs.train, epochs=2, lr=0.1, batch_size=32, schedule="cosine", seed=3, callbacks=[plain], progress=False)
+    fit(b, blobs.train, epochs=2, lr=0.1, batch_size=32, schedule="cosine", seed=3, callbacks=[replaced],
+        progress=False)
+    assert replaced.after == plain.after and replaced.live == plain.live - 3  # counted, not taken
+    assert replaced.lrs == plain.lrs  # the schedule advances through replaced steps
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    everything = Replace(0, 10**6)  # every step replaced: the weights stay, the epoch log has no train loss
+    c = model_for(blobs)
+    before = [p.clone() for p in c.parameters()]
+    history = fit(c, blobs.train, epochs=1, batch_size=32, callbacks=[everything], progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(before, c.parameters()))
+    assert history[0]["train_loss"] is None and everything.live == 0 and everything.after > 0
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(epochs=0), "epochs"), (dict(lr=-1.0), "lr"), (dict(batch_size=0), "batch_size"),
     (dict(optimizer="rmsprop"), "optimizer"), (dict(schedule="step"), "schedule"),

@@ -111,11 +111,17 @@ class TrainState:
 class Callback:
     """Hooks into :func:`fit`. Override what you need; every hook defaults to doing nothing.
 
-    Order within one step: ``loss`` → backward → ``before_optimizer_step`` → ``optimizer.step()`` →
-    scheduler → ``after_optimizer_step``."""
+    Order within one step: ``replaces_step`` → ``loss`` → backward → ``before_optimizer_step`` →
+    ``optimizer.step()`` → scheduler → ``after_optimizer_step``."""
 
     def on_fit_start(self, state: TrainState) -> None:
         """Called once, after the optimizer exists and before a checkpoint (if any) is restored."""
+
+    def replaces_step(self, state: TrainState) -> bool:
+        """True if this callback has already taken the coming optimizer step on the run's behalf (SafeCompress's
+        kept probes): the loop then passes over the batch (no forward, backward or optimizer step), while the
+        step count, the scheduler and ``after_optimizer_step`` advance as for a step taken. Default False."""
+        return False
 
     def loss(self, state: TrainState, inputs: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
              loss: torch.Tensor) -> torch.Tensor:
@@ -286,7 +292,11 @@ def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks
                    total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch",
                    leave=False, disable=not progress)
     for inputs, labels in batches:
-        inputs = augment_batch(inputs, config.augment, state.generator)
+        inputs = augment_batch(inputs, config.augment, state.generator)  # drawn even when passed over
+        replaced = [cb.replaces_step(state) for cb in callbacks]  # every callback asked: each counts its own
+        if any(replaced):
+            _advance(state, scheduler, callbacks)
+            continue
         if state.averager is not None:
             inputs, labels = state.averager.shard(inputs, labels)
         inputs = batch_layout(inputs, nhwc)
@@ -302,19 +312,28 @@ def _train_epoch(state: TrainState, train_data: TensorData, scheduler, callbacks
         for cb in callbacks:
             cb.before_optimizer_step(state)
         optimizer.step()
-        scheduler.step()
-        state.step += 1
-        if state.averager is not None:
-            state.averager.sync_buffers(model)
-        for cb in callbacks:
-            cb.after_optimizer_step(state)
+        _advance(state, scheduler, callbacks)
     totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=dev).double()])
     loss_sum, correct, seen = distributed.all_reduce_sum(totals).tolist()
+    if seen == 0:  # every batch of the epoch was passed over (replaced steps)
+        return {"epoch": state.epoch + 1, "train_loss": None, "train_accuracy": None,
+                "lr": optimizer.param_groups[0]["lr"]}
     train_loss = loss_sum / seen
     if not math.isfinite(train_loss):
         raise ModelsafeError(f"training diverged at epoch {state.epoch + 1} (loss {train_loss}); lower the lr")
     return {"epoch": state.epoch + 1, "train_loss": train_loss, "train_accuracy": correct / seen,
             "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _advance(state: TrainState, scheduler, callbacks: Sequence[Callback]) -> None:
+    """What follows an optimizer step: the scheduler, the step count, buffer averaging under ``torchrun``,
+    ``after_optimizer_step``."""
+    scheduler.step()
+    state.step += 1
+    if state.averager is not None:
+        state.averager.sync_buffers(state.model)
+    for cb in callbacks:
+        cb.after_optimizer_step(state)
 
 
 def _batch_loss(state: TrainState, callbacks: Sequence[Callback], inputs: torch.Tensor, labels: torch.Tensor,

@@ -77,6 +77,21 @@ def test_the_live_run_continues_from_the_chosen_candidates_probe_only_when_kept(
         assert torch.equal(opt.state[p]["momentum_buffer"], kept_state[i]["momentum_buffer"])
 
 
+def test_a_kept_probe_run_takes_as_many_optimizer_steps_as_one_without(problem, monkeypatch):
+    data, split = problem
+    live = []
+    monkeypatch.setattr(SafeCompress, "before_optimizer_step", lambda self, state: live.append(state.step))
+    cfg = SafeCompressConfig(density=0.2, **FAST, minmax=False, candidates=PAIR, keep_probe=True)
+    sc = started(data, split, cfg, epochs=3)
+    total, probes = sc._state.total_steps, cfg.probe_steps * len(sc.log)
+    assert len(sc.log) >= 2 and sc.engine.step_count == total
+    assert len(live) == total - probes  # each kept probe's steps replaced as many of the run's own
+    for entry in sc.log:  # the steps right after an update are the probe's
+        assert not set(range(entry["step"], entry["step"] + cfg.probe_steps)) & set(live)
+    with pytest.raises(ModelsafeError, match="probe_steps .* < update_interval"):
+        SafeCompressConfig(candidates=PAIR, keep_probe=True, probe_steps=100, update_interval=100)
+
+
 def test_a_probe_defence_term_is_minimised_with_the_task_loss():
     # the defence here pushes class 0's logit down; with weight 10 it must beat the plain probe on that
     gen = torch.Generator().manual_seed(0)

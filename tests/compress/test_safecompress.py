@@ -127,9 +127,15 @@ def test_density_holds_through_minmax_phase(problem):
     assert check.minmax_steps > 10
 
 
-def test_resume_after_kill_gives_same_masks_attackers_and_log(problem, tmp_path):
+# kept 5-step probes: the update at step 12 owes steps 13-17, so the checkpoint after epoch 2 (step 16) has
+# owed steps left that the resumed run must still pass over
+KEPT = dict(keep_probe=True, probe_steps=5, candidates=("magnitude/random", "magnitude/random~2"))
+
+
+@pytest.mark.parametrize("changes", [{}, pytest.param(KEPT, marks=pytest.mark.slow)], ids=["default", "kept"])
+def test_resume_after_kill_gives_same_masks_attackers_and_log(problem, tmp_path, changes):
     data, split = problem
-    reference = run_safecompress(new_model(data), data, split, config(), TRAIN, progress=False,
+    reference = run_safecompress(new_model(data), data, split, config(**changes), TRAIN, progress=False,
                                  run_dir=tmp_path / "ref")
 
     from modelsafe.compress import safecompress as sc_module
@@ -147,18 +153,21 @@ def test_resume_after_kill_gives_same_masks_attackers_and_log(problem, tmp_path)
     sc_module.SafeCompress.on_epoch_end = dying
     try:
         with pytest.raises(Killed):
-            run_safecompress(new_model(data), data, split, config(), TRAIN, progress=False, run_dir=tmp_path / "k")
+            run_safecompress(new_model(data), data, split, config(**changes), TRAIN, progress=False,
+                             run_dir=tmp_path / "k")
     finally:
         sc_module.SafeCompress.on_epoch_end = original
     torch.manual_seed(123)  # a different initialisation: everything must come back from the checkpoint
     model = create_model_for("cnn", data.info, width=0.5)
-    resumed = run_safecompress(model, data, split, config(), TRAIN, progress=False, run_dir=tmp_path / "k")
+    resumed = run_safecompress(model, data, split, config(**changes), TRAIN, progress=False, run_dir=tmp_path / "k")
     def timeless(log):
         return [{k: v for k, v in entry.items() if k != "seconds"} for entry in log]
 
     assert timeless(resumed["log"]) == timeless(reference["log"])
     assert resumed["sparsity"]["nnz"] == reference["sparsity"]["nnz"]
     assert resumed["history"] == reference["history"]
+    if changes:
+        assert [e["step"] for e in reference["log"]][:2] == [6, 12]  # the straddle described above
 
 
 def test_bad_input_fails_before_training(problem):

@@ -129,9 +129,10 @@ class SafeCompressConfig:
     (``probabilities`` or the official code's ``logits``). ``bootstrap_rounds``: paired-bootstrap resamples
     behind the logged standard errors. ``gap_samples``: attacker-training samples per set behind the
     ``gap_grad`` signal of privacy-aware candidates (``"magnitude-gap/gradient"``). ``keep_probe``: the chosen
-    candidate's probed weights and optimizer state replace the live ones (the probe becomes part of training,
-    ``probe_steps`` extra steps per update), so that candidates may also differ by their probe's defence
-    weight (``"~L"``); off, the probes only inform the choice and the live run continues from the chosen mask."""
+    candidate's probed weights and optimizer state replace the live ones and its ``probe_steps`` steps replace
+    as many of the run's own (the next batches are passed over), so the run takes as many optimizer steps as
+    one without probes; candidates may then also differ by their probe's defence weight (``"~L"``). Off, the
+    probes only inform the choice and the live run continues from the chosen mask."""
 
     density: float = 0.05
     tests: tuple[str, ...] = ("bmia",)
@@ -221,6 +222,10 @@ def _check_probe_defence(cfg: SafeCompressConfig, specs: list[CandidateSpec]) ->
     """Kept probes need a selection; a probe defence weight needs kept probes and a learned attacker."""
     if cfg.keep_probe and not cfg.select:
         raise ModelsafeError("keep_probe=True needs select=True (without selection no candidate is probed)")
+    if cfg.keep_probe and cfg.probe_steps >= cfg.update_interval:
+        raise ModelsafeError(f"keep_probe=True needs probe_steps ({cfg.probe_steps}) < update_interval "
+                             f"({cfg.update_interval}): a kept probe replaces that many of the run's steps, and "
+                             "the step before the next update must be the run's own")
     weighted = [c for c, spec in zip(cfg.candidates, specs, strict=True) if spec.defence]
     if not weighted:
         return
@@ -294,6 +299,7 @@ class SafeCompress(Callback):
         self.log: list[dict] = []
         self.minmax_from: int | None = None
         self._state: TrainState | None = None
+        self._owed = 0  # the run's steps a kept probe has taken on its behalf, still to be passed over
 
     # ---------------------------------------------------------------- fit hooks
     def on_fit_start(self, state: TrainState) -> None:
@@ -310,6 +316,12 @@ class SafeCompress(Callback):
             test.prepare(state.model, self.safety_data)
         self.minmax_from = math.ceil(cfg.minmax_start * state.total_steps) if cfg.minmax else None
         self._state = state
+
+    def replaces_step(self, state: TrainState) -> bool:
+        if self._owed == 0:
+            return False
+        self._owed -= 1
+        return True
 
     def minmax_active(self, state: TrainState) -> bool:
         return self.minmax_from is not None and state.step >= self.minmax_from
@@ -379,6 +391,7 @@ class SafeCompress(Callback):
         engine.apply(candidates[chosen])
         if self.config.keep_probe:
             self._adopt(chosen, probed.get(chosen))
+            self._owed = self.config.probe_steps
         entry["applied_masks_sha"] = masks_digest(engine.masks)
         distributed.check_same(entry["applied_masks_sha"], "the applied SafeCompress masks")
         entry["seconds"] = time.perf_counter() - start
@@ -496,13 +509,14 @@ class SafeCompress(Callback):
     # ---------------------------------------------------------------- resume
     def state_dict(self) -> dict:
         return {"engine": self.engine.state_dict(), "tests": [t.state_dict() for t in self.tests],
-                "log": copy.deepcopy(self.log)}
+                "log": copy.deepcopy(self.log), "owed": self._owed}
 
     def load_state_dict(self, state: dict) -> None:
         self.engine.load_state_dict(state["engine"])
         for test, test_state in zip(self.tests, state["tests"], strict=True):
             test.load_state_dict(test_state)
         self.log = copy.deepcopy(state["log"])
+        self._owed = int(state.get("owed", 0))
 
 
 def masks_digest(masks: dict[str, torch.Tensor]) -> str:
