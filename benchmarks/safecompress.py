@@ -23,7 +23,14 @@ with a 95% confidence interval.
     python benchmarks/safecompress.py --seeds 0 1 2 3 4 --out runs/bench-safecompress
 
 ``--objective-weight W`` sets the selection weight of the selecting methods (``accuracy-safecompress`` stays at
-0). Runs are resumable: re-running the command skips finished (method, seed) pairs.
+0). ``--keep-probe`` with candidates carrying probe defence weights selects among 50-step continuations that
+train against the attackers by different amounts (the kept-probe setting of the docs):
+
+    python benchmarks/safecompress.py --methods rigl bmia-safecompress accuracy-safecompress \
+        --seeds 10 11 12 13 14 --probe-steps 50 --keep-probe --tests bmia loss \
+        --candidates magnitude/gradient magnitude/gradient~2 magnitude/gradient~5 magnitude/gradient~10
+
+Runs are resumable: re-running the command skips finished (method, seed) pairs.
 """
 
 from __future__ import annotations
