@@ -299,7 +299,6 @@ class SafeCompress(Callback):
         self.log: list[dict] = []
         self.minmax_from: int | None = None
         self._state: TrainState | None = None
-        self._owed = 0  # the run's steps a kept probe has taken on its behalf, still to be passed over
 
     # ---------------------------------------------------------------- fit hooks
     def on_fit_start(self, state: TrainState) -> None:
@@ -318,10 +317,11 @@ class SafeCompress(Callback):
         self._state = state
 
     def replaces_step(self, state: TrainState) -> bool:
-        if self._owed == 0:
+        """True for the ``probe_steps`` steps after an update whose chosen probe was kept: the probe took them
+        (derived from the log and the engine's step count, so a resumed run skips the same steps)."""
+        if not self.config.keep_probe or not self.log:
             return False
-        self._owed -= 1
-        return True
+        return self.engine.step_count < self.log[-1]["step"] + self.config.probe_steps
 
     def minmax_active(self, state: TrainState) -> bool:
         return self.minmax_from is not None and state.step >= self.minmax_from
@@ -391,7 +391,6 @@ class SafeCompress(Callback):
         engine.apply(candidates[chosen])
         if self.config.keep_probe:
             self._adopt(chosen, probed.get(chosen))
-            self._owed = self.config.probe_steps
         entry["applied_masks_sha"] = masks_digest(engine.masks)
         distributed.check_same(entry["applied_masks_sha"], "the applied SafeCompress masks")
         entry["seconds"] = time.perf_counter() - start
@@ -509,14 +508,13 @@ class SafeCompress(Callback):
     # ---------------------------------------------------------------- resume
     def state_dict(self) -> dict:
         return {"engine": self.engine.state_dict(), "tests": [t.state_dict() for t in self.tests],
-                "log": copy.deepcopy(self.log), "owed": self._owed}
+                "log": copy.deepcopy(self.log)}
 
     def load_state_dict(self, state: dict) -> None:
         self.engine.load_state_dict(state["engine"])
         for test, test_state in zip(self.tests, state["tests"], strict=True):
             test.load_state_dict(test_state)
         self.log = copy.deepcopy(state["log"])
-        self._owed = int(state.get("owed", 0))
 
 
 def masks_digest(masks: dict[str, torch.Tensor]) -> str:
