@@ -56,6 +56,12 @@ def test_the_live_run_continues_from_the_chosen_candidates_probe_only_when_kept(
 
     monkeypatch.setattr(SafeCompress, "_score_all", spy)
     model, opt = sc.engine.model, sc._state.optimizer
+    if keep:  # a candidate's probe defence is its weight times the tests' terms (none for weight 0)
+        x, y = sc.members.x[:16], sc.members.y[:16]
+        logits = model(x)
+        want = 5.0 * sc.tests[0].defence_loss(model, x, y, logits)
+        torch.testing.assert_close(sc._probe_defence(5.0)(model, x, y, logits), want)
+        assert sc._probe_defence(0.0) is None
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     sc.update()
     entry = sc.log[-1]
@@ -109,16 +115,6 @@ def test_a_probe_defence_term_is_minimised_with_the_task_loss():
         with torch.no_grad():
             outs[name] = float(out(data.x)[:, 0].mean())
     assert outs["defended"] < outs["plain"] - 0.5
-
-
-def test_a_candidates_probe_defence_is_its_weight_times_the_tests_terms(problem):
-    data, split = problem
-    sc = _mid_run(data, split, True)
-    assert sc._probe_defence(0.0) is None
-    model, x, y = sc.engine.model, sc.members.x[:16], sc.members.y[:16]
-    logits = model(x)
-    want = 5.0 * sc.tests[0].defence_loss(model, x, y, logits)
-    torch.testing.assert_close(sc._probe_defence(5.0)(model, x, y, logits), want)
 
 
 @pytest.mark.parametrize("kw, message", [
