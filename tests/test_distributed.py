@@ -497,7 +497,14 @@ def _safecompress_worker(rank: int, tmp: Path) -> None:
         refreshed.append(self.name)
         refresh(self, model)
 
-    SafeCompress._score_all, MIASafetyTest.refresh = spy, counting_refresh
+    choose = SafeCompress._choose
+
+    def alternating(self, candidates):  # the blobs' candidates tie on the objective: the choice is forced to
+        choice, probed = choose(self, candidates)  # alternate, so that kept weights come from either rank
+        choice["chosen"] = len(self.log) % len(candidates)
+        return choice, probed
+
+    SafeCompress._score_all, MIASafetyTest.refresh, SafeCompress._choose = spy, counting_refresh, alternating
     model, result = _safecompress_run(make_blobs, **KEPT)
     assert len(checked) == result["selections"] >= 2 and min(checked) > WORLD
     assert {e["chosen"] % WORLD for e in result["log"]} == {0, 1}  # kept weights came from either rank
@@ -511,6 +518,7 @@ def _safecompress_worker(rank: int, tmp: Path) -> None:
         for (name, p), q in zip(model.state_dict().items(), alone_model.state_dict().values(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11, msg=name)
         (tmp / "compared").write_text(str(len(result["log"])))
+    SafeCompress._choose = choose
 
 
 def test_data_parallel_safecompress_scores_candidates_on_both_ranks_and_equals_one_process(tmp_path):
