@@ -20,7 +20,7 @@ def trained():
     return model.eval(), x, y
 
 
-@pytest.mark.parametrize("name", ["mi-fgsm", "smi-fgrm"])
+@pytest.mark.parametrize("name", ["mi-fgsm", pytest.param("smi-fgrm", marks=pytest.mark.slow)])  # bf16 on CPU: slow
 def test_autocast_is_on_and_fools_the_model_as_often_as_full_precision(trained, name):
     model, x, y = trained
     full = create_attack(name, model, eps=0.1)(x, y, seed=0)

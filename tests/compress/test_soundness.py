@@ -158,7 +158,7 @@ class Memoriser(nn.Module):
         return self.g(x) + self.m2(torch.relu(self.m1(x)))
 
 
-@pytest.mark.parametrize("risk", ["advantage", "auc", "gap"])
+@pytest.mark.parametrize("risk", ["advantage", *(pytest.param(r, marks=pytest.mark.slow) for r in ("auc", "gap"))])
 def test_selection_rejects_a_candidate_that_keeps_a_memorising_subnetwork(problem, risk):
     data, split = problem
     members = split.data(data, "members")
