@@ -30,6 +30,10 @@ train against the attackers by different amounts (the kept-probe setting of the 
         --seeds 10 11 12 13 14 --probe-steps 50 --keep-probe --tests bmia loss \
         --candidates magnitude/gradient magnitude/gradient~2 magnitude/gradient~5 magnitude/gradient~10
 
+Adding ``--objective-weight 2`` (chosen on the development seeds 100 and 101) gives the setting in which the
+selection's own effect was measured below zero with a CI excluding zero (docs, *Kept probes with objective
+weight 2*).
+
 Runs are resumable: re-running the command skips finished (method, seed) pairs.
 """
 
