@@ -166,6 +166,7 @@ def _reference_worker(rank: int, tmp: Path) -> None:
                 "plain": [m.state_dict() for m in without.models]}, tmp / f"refs-{rank}.pt")
 
 
+@pytest.mark.slow  # a multi-process launch (6-12 s); CI runs it in its slow step
 def test_reference_models_on_two_ranks_equal_those_of_one(tmp_path):
     launch(_reference_worker, tmp_path)
     assert (tmp_path / "opens.log").read_text().split() == ["0"]  # the description is written by rank 0 only
@@ -203,6 +204,7 @@ def _crashing_worker(rank: int, tmp: Path, fail: bool) -> None:
                           store=store_slot(tmp / "store", {"test": 2}))
 
 
+@pytest.mark.slow  # a multi-process launch (6-12 s); CI runs it in its slow step
 def test_a_crashed_rank_loses_only_its_model_and_a_relaunch_trains_the_missing_ones(tmp_path):
     with pytest.raises(Exception, match="rank died"):
         launch(_crashing_worker, tmp_path, True)
@@ -240,6 +242,7 @@ def test_an_incomplete_torchrun_environment_is_a_clear_error(monkeypatch):
         distributed.init()
 
 
+@pytest.mark.slow  # a multi-process launch (6-12 s); CI runs it in its slow step
 def test_torchrun_cli_trains_once_and_matches_one_process(tmp_path):
     import subprocess
     import sys
@@ -310,6 +313,7 @@ def _audit_worker(rank: int, tmp: Path) -> None:
     np.savez(tmp / f"audit-{rank}.npz", **figures)
 
 
+@pytest.mark.slow  # a multi-process launch (6-12 s); CI runs it in its slow step
 def test_a_torchrun_audit_fits_each_attack_once_scores_half_the_samples_per_rank_and_equals_one_process(tmp_path):
     import numpy as np
 
@@ -333,6 +337,7 @@ def test_a_torchrun_audit_fits_each_attack_once_scores_half_the_samples_per_rank
             assert figures[name][-1] == single[name][-1]
 
 
+@pytest.mark.slow  # a multi-process launch (6-12 s); CI runs it in its slow step
 def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_path):
     import subprocess
     import sys
@@ -367,6 +372,7 @@ def test_torchrun_audit_splits_the_reference_models_and_writes_one_report(tmp_pa
         np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a multi-process launch (6-12 s); CI runs it in its slow step
 def test_torchrun_attack_shards_the_batches_and_gives_the_images_of_one_process(tmp_path):
     import json
     import subprocess

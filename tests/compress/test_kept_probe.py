@@ -60,8 +60,8 @@ def test_the_live_run_continues_from_the_chosen_candidates_probe_only_when_kept(
         x, y = sc.members.x[:16], sc.members.y[:16]
         logits = model(x)
         want = 5.0 * sc.tests[0].defence_loss(model, x, y, logits)
-        torch.testing.assert_close(sc._probe_defence(5.0)(model, x, y, logits), want)
-        assert sc._probe_defence(0.0) is None
+        torch.testing.assert_close(sc._probe_defence(1)(model, x, y, logits), want)
+        assert sc._probe_defence(0) is None  # no min-max phase in this run
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     sc.update()
     entry = sc.log[-1]
@@ -96,6 +96,24 @@ def test_a_kept_probe_run_takes_as_many_optimizer_steps_as_one_without(problem, 
         assert not set(range(entry["step"], entry["step"] + cfg.probe_steps)) & set(live)
     with pytest.raises(ModelsafeError, match="probe_steps .* < update_interval"):
         SafeCompressConfig(candidates=PAIR, keep_probe=True, probe_steps=100, update_interval=100)
+
+
+def test_a_kept_probe_carries_the_min_max_term_of_the_steps_it_replaces(problem):
+    data, split = problem
+    sc = _mid_run(data, split, True)
+    sc.config = SafeCompressConfig(**{**sc.config.__dict__, "minmax": True, "minmax_lambda": 2.0})
+    sc.minmax_from = sc._state.step + 1  # the probe's first step replaces a step before the phase, the second one in it
+    model = sc.engine.model
+    x, y = sc.members.x[:16], sc.members.y[:16]
+    logits = model(x)
+    one = sc.tests[0].defence_loss(model, x, y, logits)
+    plain, defended = sc._probe_defence(0), sc._probe_defence(1)  # candidates '~0' and '~5'
+    got = [(plain(model, x, y, logits), defended(model, x, y, logits)) for _ in range(sc.config.probe_steps)]
+    torch.testing.assert_close(torch.stack(got[0]), torch.stack([0.0 * one, 5.0 * one]))
+    torch.testing.assert_close(torch.stack(got[1]), torch.stack([2.0 * one, 7.0 * one]))  # λ + L in the phase
+    sc.config = SafeCompressConfig(**{**sc.config.__dict__, "keep_probe": False, "candidates": ("magnitude/random",
+                                                                                                "magnitude/random#1")})
+    assert sc._probe_defence(0) is None  # a probe that only informs the choice trains on the task loss alone
 
 
 def test_a_probe_defence_term_is_minimised_with_the_task_loss():

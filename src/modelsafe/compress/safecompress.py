@@ -415,15 +415,23 @@ class SafeCompress(Callback):
                     tensor.copy_(weights[name])
         self._state.optimizer.load_state_dict(opt_state)
 
-    def _probe_defence(self, weight: float):
-        """The probe's extra loss ``weight · Σ_j defence term_j`` against the tests' current (frozen) attackers,
-        or None for a plain probe."""
-        if not weight:
+    def _probe_defence(self, index: int):
+        """Candidate ``index``'s probe term at its i-th step, ``w_i · Σ_j defence term_j`` against the tests'
+        current (frozen) attackers, or None when every w_i is 0. w_i is the candidate's own weight L, plus, for a
+        kept probe (whose steps replace the run's), the run's min-max λ when the step it replaces falls in the
+        min-max phase: a kept probe trains as the run would (but its attackers do not step)."""
+        cfg, start = self.config, self._state.step  # the run's next step would compute its loss at this count
+        weights = [self.specs[index].defence + (cfg.minmax_lambda if cfg.keep_probe and self.minmax_from is not None
+                                                and start + i >= self.minmax_from else 0.0)
+                   for i in range(cfg.probe_steps)]
+        if not any(weights):
             return None
+        steps = iter(weights)
 
         def term(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor):
-            parts = [t.defence_loss(model, inputs, labels, logits) for t in self.tests]
-            return weight * torch.stack([p for p in parts if p is not None]).sum()
+            weight = next(steps)
+            parts = [p for t in self.tests if (p := t.defence_loss(model, inputs, labels, logits)) is not None]
+            return weight * torch.stack(parts).sum() if weight and parts else logits.new_zeros(())
         return term
 
     def _gap_gradient(self) -> dict[str, torch.Tensor]:
@@ -490,7 +498,7 @@ class SafeCompress(Callback):
             model, opt = probe(model, candidate.masks, self._state.optimizer, self.members, batches, device=device,
                                label_smoothing=self._state.config.label_smoothing,
                                autocast=self._state.config.autocast,
-                               defence=self._probe_defence(self.specs[index].defence))
+                               defence=self._probe_defence(index))
         accuracy = evaluate(model, self.validation, device=self._state.device)["accuracy"]
         figures, samples = {}, {}
         for test in self.tests:
