@@ -31,8 +31,8 @@ train against the attackers by different amounts (the kept-probe setting of the 
         --candidates magnitude/gradient magnitude/gradient~2 magnitude/gradient~5 magnitude/gradient~10
 
 Adding ``--objective-weight 2`` (chosen on the development seeds 100 and 101) gives the setting in which the
-selection's own effect was measured below zero with a CI excluding zero (docs, *Kept probes with objective
-weight 2*).
+selection's own effect was measured below zero with a CI excluding zero, before kept probes carried the
+run's min-max term; with that fix it is not yet established (docs, *Kept probes with objective weight 2*).
 
 Runs are resumable: re-running the command skips finished (method, seed) pairs.
 """

@@ -324,7 +324,11 @@ class SafeCompress(Callback):
         return self.engine.step_count < self.log[-1]["step"] + self.config.probe_steps
 
     def minmax_active(self, state: TrainState) -> bool:
-        return self.minmax_from is not None and state.step >= self.minmax_from
+        return self._minmax_at(state.step)
+
+    def _minmax_at(self, step: int) -> bool:
+        """Whether a step computing its loss at step count ``step`` falls in the min-max phase."""
+        return self.minmax_from is not None and step >= self.minmax_from
 
     def loss(self, state: TrainState, inputs: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
              loss: torch.Tensor) -> torch.Tensor:
@@ -421,8 +425,7 @@ class SafeCompress(Callback):
         kept probe (whose steps replace the run's), the run's min-max λ when the step it replaces falls in the
         min-max phase: a kept probe trains as the run would (but its attackers do not step)."""
         cfg, start = self.config, self._state.step  # the run's next step would compute its loss at this count
-        weights = [self.specs[index].defence + (cfg.minmax_lambda if cfg.keep_probe and self.minmax_from is not None
-                                                and start + i >= self.minmax_from else 0.0)
+        weights = [self.specs[index].defence + (cfg.minmax_lambda if cfg.keep_probe and self._minmax_at(start + i) else 0.0)
                    for i in range(cfg.probe_steps)]
         if not any(weights):
             return None
